@@ -59,6 +59,8 @@ TFLM_KERNEL_CODE = {
 TFLM_KERNEL_CODE_DEFAULT = 4_000          # an op not measured: a typical reference kernel
 # newlib + libgcc + libstdc++ pulled in by TFLM (README: 11-13 KB).
 C_LIBRARY_CODE = 13_000
+# The native runtime needs no libstdc++ and little of newlib (memcpy/memset, no printf).
+NATIVE_LIBC_CODE = 1_500
 # tinydeploy's device side: serial protocol, CRC, HAL glue.
 PROTOCOL_CODE = 3_000
 PROTOCOL_RAM = 1_200                      # frame buffers and link state

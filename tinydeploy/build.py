@@ -1,0 +1,158 @@
+"""The build pipeline: load -> quantize -> (evaluate) -> analyze -> check -> render.
+
+``prepare()`` runs the board-independent part once; ``build()`` adds the board's check and writes
+the project. Both are plain functions over dataclasses, so tests and scripts use them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinydeploy import __version__, report
+from tinydeploy.analyze import Analysis, analyze
+from tinydeploy.boards import BoardProfile, load_board
+from tinydeploy.check import RUNTIMES, CheckResult, Measured, check, measure
+from tinydeploy.errors import InputError
+from tinydeploy.memory import arena_with_margin
+from tinydeploy.render import ModelSources, render_model_sources, staged_output
+
+MANIFEST = "tinydeploy.json"
+
+
+@dataclass
+class Prepared:
+    """A model quantized, analyzed and measured: everything that does not depend on the board."""
+
+    name: str
+    source: Path
+    quantization: object            # tinydeploy.quantize.QuantizeResult
+    analysis: Analysis
+    measured: Measured
+    accuracy: object | None = None  # tinydeploy.evaluate.AccuracyReport
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self.quantization.tflite
+
+
+def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: int | None = None,
+            io: str = "int8", eval_data: str | None = None) -> Prepared:
+    from tinydeploy.data import load_samples
+    from tinydeploy.loading import load_model
+    from tinydeploy.quantize import quantize
+
+    loaded = load_model(model_path)
+    random_calib = calib == "random"
+    samples = None
+    if calib and not random_calib:
+        samples = load_samples(calib, input_shape=loaded.input_shape, limit=calib_samples)
+    quantized = quantize(loaded, samples, io=io, calib_samples=calib_samples,
+                         random_calib=random_calib)
+    analysis = analyze(quantized.tflite)
+    accuracy = None
+    if eval_data:
+        from tinydeploy.evaluate import evaluate
+
+        accuracy = evaluate(loaded, quantized.tflite,
+                            load_samples(eval_data, input_shape=loaded.input_shape))
+    return Prepared(loaded.name, Path(model_path), quantized, analysis,
+                    measure(quantized.tflite, analysis), accuracy)
+
+
+@dataclass
+class BuildResult:
+    prepared: Prepared
+    check: CheckResult
+    out_dir: Path | None                      # None when nothing was rendered
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        p = self.prepared
+        return {
+            "tinydeploy": __version__,
+            "model": {"name": p.name, "source": str(p.source), "bytes": len(p.model_bytes),
+                      "sha256": hashlib.sha256(p.model_bytes).hexdigest()},
+            "quantization": p.quantization.to_dict(),
+            "accuracy": p.accuracy.to_dict() if p.accuracy else None,
+            "analysis": p.analysis.to_dict(),
+            "tflm_arena": p.measured.tflm.to_dict() if p.measured.tflm else None,
+            "check": self.check.to_dict(),
+            "output": str(self.out_dir) if self.out_dir else None,
+            "files": self.files,
+        }
+
+
+def default_out_dir(name: str, board: BoardProfile) -> Path:
+    return Path("build") / f"{name}-{board.id}"
+
+
+def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None = None,
+          out_dir: str | Path | None = None, force: bool = False) -> BuildResult:
+    """Check the prepared model against ``board`` and render its firmware project.
+
+    When the model does not fit (or the runtime lacks an op) nothing is rendered unless ``force``;
+    the returned result's ``out_dir`` is then None and ``check.fits`` False.
+    """
+    board = load_board(board) if isinstance(board, str) else board
+    runtime = runtime or board.default_runtime
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime '{runtime}'", "use --runtime tflm or --runtime native")
+    result = check(prepared.measured, board, runtime)
+    if not result.fits and not force:
+        return BuildResult(prepared, result, None)
+    if result.unsupported:
+        raise InputError(f"cannot render for {board.id}: the {runtime} runtime lacks "
+                         f"{', '.join(result.unsupported)}",
+                         "choose the other --runtime, or replace the op in the model")
+    out = Path(out_dir) if out_dir else default_out_dir(prepared.name, board)
+    build_result = BuildResult(prepared, result, out)
+    with staged_output(out, force) as stage:
+        _render(prepared, board, runtime, result, stage)
+        build_result.files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
+                                    if p.is_file())
+        _write_reports(build_result, stage)
+    build_result.files += [MANIFEST, "report.json", "REPORT.md"]
+    return build_result
+
+
+def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: CheckResult,
+            stage: Path) -> None:
+    from tinydeploy import projects
+
+    if runtime == "tflm":
+        arena_needed = result.arena
+        arena = arena_with_margin(arena_needed)
+        note = ("TFLM's arena measured by its recording allocator, converted to 32-bit "
+                f"({arena_needed} B), plus a 5 % margin (at least 512 B).")
+    else:
+        arena_needed = arena = result.arena
+        note = "The native runtime's static arena, planned at build time (exact)."
+    sources = ModelSources(prepared.name, prepared.model_bytes, prepared.analysis, board, runtime,
+                           arena, arena_needed, note)
+    (stage / "model.tflite").write_bytes(prepared.model_bytes)
+    projects.render_project(stage, sources)
+
+
+def _write_reports(result: BuildResult, stage: Path) -> None:
+    data = result.to_dict()
+    (stage / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+    (stage / "REPORT.md").write_text(report.markdown(result))
+    manifest = {"tinydeploy": __version__, "board": result.check.board.id,
+                "runtime": result.check.runtime, "model": "model.tflite",
+                "model_sha256": data["model"]["sha256"], "name": result.prepared.name}
+    (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(project_dir: str | Path) -> dict:
+    """The manifest of a rendered project, with a clear error for folders that are not one."""
+    path = Path(project_dir) / MANIFEST
+    if not Path(project_dir).is_dir():
+        raise InputError(f"project folder not found: {project_dir}",
+                         "pass a folder written by 'tinydeploy build'")
+    if not path.is_file():
+        raise InputError(f"{project_dir} is not a tinydeploy project (no {MANIFEST})",
+                         "pass a folder written by 'tinydeploy build'")
+    return json.loads(path.read_text())

@@ -1,0 +1,307 @@
+"""The ``tinydeploy`` command: a thin click layer over the stage functions.
+
+Every command parses options, calls stages, prints. Problems the user can fix arrive as
+TinydeployError and leave as one ``error:`` line with a non-zero exit; anything else is a bug and
+says so (set TINYDEPLOY_DEBUG=1 for its traceback). Progress goes to stderr, results to stdout,
+so ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tinydeploy import __version__
+from tinydeploy.errors import InputError, TinydeployError
+
+DEFAULT_EMULATED_BOARD = "qemu-m4"
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn):
+    """Turn TinydeployError into one line + exit code; never show a traceback to a user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TinydeployError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("TINYDEPLOY_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} "
+                  "(a bug in tinydeploy; rerun with TINYDEPLOY_DEBUG=1 and report the traceback)", 3)
+
+    return wrapper
+
+
+def status(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+# --------------------------------------------------------------------------- shared options
+
+def model_options(fn):
+    """Options for turning MODEL into an int8 .tflite (shared by build, check, inspect, ...)."""
+    for decorator in reversed([
+        click.argument("model", type=click.Path(path_type=Path)),
+        click.option("--calib", metavar="DATA",
+                     help="Calibration samples: .npy (samples on axis 0), .npz (array x), "
+                          "'module:function' returning samples, or 'random' (smoke tests only)."),
+        click.option("--calib-samples", type=click.IntRange(1), metavar="N",
+                     help="Use at most N calibration samples."),
+        click.option("--io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+                     help="Type of the model's input/output tensors on the device."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _prepare(model: Path, calib, calib_samples, io, eval_data=None):
+    from tinydeploy.build import prepare
+
+    status(f"loading {model} ...")
+    return prepare(model, calib=calib, calib_samples=calib_samples, io=io, eval_data=eval_data)
+
+
+def _boards(board_id: str):
+    from tinydeploy.boards import list_boards, load_board
+
+    return list_boards() if board_id == "all" else [load_board(board_id)]
+
+
+# --------------------------------------------------------------------------- the group
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tinydeploy")
+def cli():
+    """tinydeploy: from a trained Keras model to verified int8 inference on a microcontroller.
+
+    \b
+    Examples:
+      tinydeploy build examples/digits/digits.keras --board nano33ble \\
+          --calib examples/digits/calib.npz --eval examples/digits/eval.npz
+      tinydeploy check model.tflite --board all
+      tinydeploy deploy examples/digits/digits.keras --calib examples/digits/calib.npz \\
+          --samples examples/digits/eval.npz      # builds, runs on QEMU, validates
+    """
+
+
+@cli.command()
+@model_options
+@click.option("--board", "-b", required=True, metavar="ID", help="Board profile id (see 'tinydeploy boards').")
+@click.option("--runtime", type=click.Choice(["tflm", "native"]),
+              help="Runtime on the device (default: the board's; tflm on real boards).")
+@click.option("--eval", "eval_data", metavar="DATA", help="Samples (.npz with x, optional y) for the float-vs-int8 accuracy report.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
+              help="Output folder (default build/<model>-<board>).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder; render even if the model does not fit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@friendly_errors
+def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json):
+    """Quantize MODEL, check it against a board and render its firmware project.
+
+    \b
+    MODEL: .keras, .h5 (Keras 2 files too), a SavedModel folder, or a .tflite
+    (a full-int8 .tflite is used as is).
+    \b
+    Example:
+      tinydeploy build examples/sine/sine.keras --board nano33ble \\
+          --calib examples/sine/calib.npz --eval examples/sine/eval.npz
+    """
+    from tinydeploy.boards import load_board
+    from tinydeploy.build import build as run_build
+
+    board_profile = load_board(board)
+    prepared = _prepare(model, calib, calib_samples, io, eval_data)
+    result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_build(result)
+    if result.out_dir is None:
+        _fail(f"{result.check.verdict()}; nothing rendered (--force renders anyway)", 1)
+
+
+def _print_build(result) -> None:
+    from tinydeploy.report import memory_table
+
+    p, c = result.prepared, result.check
+    q = p.quantization
+    for w in q.warnings:
+        status(f"warning: {w}")
+    click.echo(f"model      {p.name}: {len(p.model_bytes):,} B int8 .tflite, "
+               f"{len(p.analysis.ops)} ops, {p.analysis.total_macs:,} MACs")
+    if p.accuracy is not None:
+        click.echo("accuracy   " + p.accuracy.summary())
+    click.echo(f"board      {c.board.name} ({c.board.id}), runtime {c.runtime}")
+    click.echo(memory_table(c))
+    click.echo(f"verdict    {c.verdict()}")
+    if result.out_dir:
+        click.echo(f"wrote      {result.out_dir}/ ({len(result.files)} files; see REPORT.md)")
+
+
+@cli.command()
+@model_options
+@click.option("--board", "-b", required=True, metavar="ID|all", help="Board profile id, or 'all' for a matrix.")
+@click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: each board's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict(s) as JSON.")
+@friendly_errors
+def check(model, calib, calib_samples, io, board, runtime, as_json):
+    """Do MODEL's ops run on the runtime, and do flash and RAM fit the board?
+
+    Exit 1 when it does not fit (with --board all: when it fits no board).
+
+    \b
+    Examples:
+      tinydeploy check model.tflite --board nano33ble
+      tinydeploy check model.tflite --board all --json
+    """
+    from tinydeploy.check import check as run_check
+    from tinydeploy.report import check_matrix, memory_table
+
+    boards = _boards(board)
+    prepared = _prepare(model, calib, calib_samples, io)
+    results = [run_check(prepared.measured, b, runtime) for b in boards]
+    if as_json:
+        emit_json(results[0].to_dict() if board != "all" else [r.to_dict() for r in results])
+    elif board == "all":
+        click.echo(check_matrix(results))
+    else:
+        click.echo(memory_table(results[0]))
+        click.echo(results[0].verdict())
+    if not any(r.fits for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@friendly_errors
+def inspect(model, calib, calib_samples, io, as_json):
+    """List MODEL's ops with versions, shapes, MACs and weights, and what each runtime lacks.
+
+    \b
+    Example:
+      tinydeploy inspect ../shared/mlperf_tiny/vww_96_int8.tflite
+    """
+    from tinydeploy.report import ops_table
+
+    p = _prepare(model, calib, calib_samples, io)
+    a = p.analysis
+    native = p.measured.native
+    data = a.to_dict() | {
+        "native_missing": list(native.unsupported_ops),
+        "tflm_arena": p.measured.tflm.to_dict() if p.measured.tflm else None,
+        "native_arena": native.arena_bytes if not native.unsupported_ops else None,
+    }
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(ops_table(a))
+    for kind, specs in (("input", a.inputs), ("output", a.outputs)):
+        for t in specs:
+            click.echo(f"{kind:<7}{t.name}: {t.dtype}{list(t.shape)} scale {t.scale:.6g} "
+                       f"zero point {t.zero_point}")
+    click.echo(f"tflm     missing ops: {', '.join(a.tflm_missing) or 'none'}"
+               + (f"; newer than supported: {', '.join(a.tflm_too_new)}" if a.tflm_too_new else ""))
+    if p.measured.tflm:
+        t = p.measured.tflm
+        click.echo(f"tflm     arena {t.total:,} B on a 32-bit MCU ({t.non_persistent:,} activations "
+                   f"+ {t.persistent:,} persistent)")
+    click.echo(f"native   missing ops: {', '.join(native.unsupported_ops) or 'none'}"
+               + ("" if native.unsupported_ops else f"; arena {native.arena_bytes:,} B"))
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@friendly_errors
+def boards(ctx, as_json):
+    """List board profiles; 'boards show ID' for one board's details."""
+    if ctx.invoked_subcommand:
+        return
+    from tinydeploy.boards import list_boards
+
+    profiles = list_boards()
+    if as_json:
+        emit_json([_board_dict(b) for b in profiles])
+        return
+    click.echo(f"{'id':<22} {'name':<44} {'core':<14} {'flash':>9} {'RAM':>9}  runtime/runner")
+    for b in profiles:
+        click.echo(f"{b.id:<22} {b.name[:44]:<44} {b.core:<14} {b.flash_bytes // 1024:>6} KB "
+                   f"{b.ram_bytes // 1024:>6} KB  {b.default_runtime}/{b.default_runner}")
+
+
+def _board_dict(b) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(b)
+
+
+@boards.command("show")
+@click.argument("board_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@friendly_errors
+def boards_show(board_id, as_json):
+    """Show one board profile."""
+    from tinydeploy.boards import load_board
+
+    data = _board_dict(load_board(board_id))
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                click.echo(f"{key + '.' + k:<28} {v}")
+        else:
+            click.echo(f"{key:<28} {value}")
+
+
+@cli.command("compile")
+@model_options
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for the C sources.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@friendly_errors
+def compile_cmd(model, calib, calib_samples, io, out_dir, force):
+    """Compile MODEL to dependency-free C99 (the native runtime): model.c/.h + kernels.
+
+    \b
+    Example:
+      tinydeploy compile ../shared/mlperf_tiny/ad01_int8.tflite -o ad01_c
+      gcc -std=c99 -O2 -c ad01_c/*.c
+    """
+    from tinydeploy import native
+    from tinydeploy.render import staged_output
+
+    p = _prepare(model, calib, calib_samples, io)
+    if p.measured.native.unsupported_ops:
+        raise InputError(f"the native runtime lacks {', '.join(p.measured.native.unsupported_ops)}",
+                         "build with --runtime tflm instead")
+    with staged_output(out_dir, force) as stage:
+        result = native.compile_model(p.model_bytes, stage, name=p.name)
+    click.echo(f"wrote {out_dir}/: {len(result.files)} files, arena {result.arena_bytes:,} B")
+
+
+def main() -> None:
+    cli(prog_name="tinydeploy")

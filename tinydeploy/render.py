@@ -1,0 +1,144 @@
+"""The render stage: the model as C sources, and the output folder written all-or-nothing.
+
+Everything a firmware project needs to know about the model is generated here from the Jinja
+templates in ``templates/common/``: ``model_data.h/.cc`` (the exact .tflite bytes),
+``model_settings.h`` (arena size, tensor shapes and quantization) and ``model_info.c`` (the
+handshake's identity of the model). Project kinds (PlatformIO, bare-metal) add their own files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import jinja2
+
+from tinydeploy import __version__
+from tinydeploy.analyze import Analysis
+from tinydeploy.boards import BoardProfile
+from tinydeploy.errors import InputError
+from tinydeploy.resources import templates_dir
+
+# enum td_dtype in firmware/td_runtime.h
+DTYPE_CODES = {"int8": "TD_INT8", "uint8": "TD_UINT8", "int16": "TD_INT16", "int32": "TD_INT32",
+               "float32": "TD_FLOAT32"}
+_C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float
+for goto if inline int long register restrict return short signed sizeof static struct switch
+typedef union unsigned void volatile while alignas alignof bool class namespace new delete
+template this true false""".split())
+
+
+def c_identifier(name: str, suffix: str = "") -> str:
+    """A valid, readable C identifier for a model name (``'my-model v2'`` -> ``my_model_v2``)."""
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_")
+    ident = re.sub(r"_+", "_", ident) or "model"
+    if ident[0].isdigit():
+        ident = "m_" + ident
+    if ident in _C_KEYWORDS or keyword.iskeyword(ident) or ident.startswith("td_"):
+        ident = "model_" + ident
+    return ident + suffix
+
+
+def environment(kind: str) -> jinja2.Environment:
+    """Jinja environment over ``templates/<kind>``: undefined variables are errors, not blanks."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / kind)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=False)
+
+
+def c_array_body(data: bytes, per_line: int = 16) -> str:
+    return "\n".join("  " + ", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ","
+                     for i in range(0, len(data), per_line))
+
+
+@dataclass
+class ModelSources:
+    """The inputs of the model-specific C files."""
+
+    model_name: str
+    model_bytes: bytes
+    analysis: Analysis
+    board: BoardProfile
+    runtime: str
+    arena_bytes: int          # what the firmware reserves
+    arena_needed: int         # what the runtime was measured/planned to need
+    arena_note: str
+
+    @property
+    def ident(self) -> str:
+        return c_identifier(self.model_name, "_tflite")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.model_bytes).hexdigest()
+
+    def context(self) -> dict:
+        a = self.analysis
+        return {
+            "version": __version__, "model_name": self.model_name, "ident": self.ident,
+            "size": len(self.model_bytes), "sha256": self.sha256, "board": self.board,
+            "runtime": self.runtime, "arena_bytes": self.arena_bytes,
+            "arena_needed": self.arena_needed, "arena_note": self.arena_note,
+            "inputs": a.inputs, "outputs": a.outputs, "num_ops": len(a.ops),
+            "num_distinct_ops": len(a.distinct_ops), "ops": a.distinct_ops,
+            "dtype_codes": DTYPE_CODES, "model_hash_hex": self.sha256,
+            "hash_bytes": ", ".join(f"0x{b:02x}" for b in bytes.fromhex(self.sha256)),
+        }
+
+
+def render_model_sources(src: ModelSources, dest: Path) -> list[Path]:
+    """Write model_data.h/.cc, model_settings.h and model_info.c into ``dest``."""
+    env = environment("common")
+    ctx = src.context()
+    unsupported = [t.dtype for t in (*src.analysis.inputs, *src.analysis.outputs)
+                   if t.dtype not in DTYPE_CODES]
+    if unsupported:
+        raise InputError(f"model inputs/outputs of type {unsupported[0]} are not supported",
+                         "quantize with int8 (or float32) inputs and outputs")
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for template, name, extra in (("model_data.h.j2", "model_data.h", {}),
+                                  ("model_data.cc.j2", "model_data.cc",
+                                   {"array_body": c_array_body(src.model_bytes)}),
+                                  ("model_settings.h.j2", "model_settings.h", {}),
+                                  ("model_info.c.j2", "model_info.c", {})):
+        path = dest / name
+        path.write_text(env.get_template(template).render(**ctx, **extra))
+        written.append(path)
+    return written
+
+
+@contextmanager
+def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it replaces ``out_dir`` in one rename.
+
+    A failure inside the block leaves nothing behind (the staging folder is removed), and an
+    existing, non-empty ``out_dir`` is only replaced with ``force``.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} exists and is not a folder", "choose another -o")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise InputError(f"output folder {out_dir} already exists",
+                         "pass --force to replace it, or choose another -o")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield stage
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            out_dir.rename(old / "x")
+            stage.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            stage.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
