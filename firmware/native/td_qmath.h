@@ -1,0 +1,65 @@
+/*
+ * td_qmath.h - the quantized integer arithmetic every native kernel shares.
+ *
+ * These are the definitions TensorFlow Lite Micro's reference kernels use (gemmlowp's
+ * fixed-point helpers and MultiplyByQuantizedMultiplier), re-derived here so that our kernels
+ * round, saturate and shift exactly like TFLM and produce bit-identical int8 outputs.
+ *
+ * A real multiplier M > 0 is stored as a Q31 significand `multiplier` in [2^30, 2^31) and a
+ * power-of-two exponent `shift` (positive = left shift), so that M ~= multiplier * 2^(shift-31).
+ * The compiler (tinydeploy/native/qparams.py) computes both at build time.
+ */
+#ifndef TD_QMATH_H
+#define TD_QMATH_H
+
+#include <stdint.h>
+
+#define TD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Saturate an int32 to the [lo, hi] range of an activation. */
+static inline int32_t td_clamp(int32_t x, int32_t lo, int32_t hi)
+{
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/*
+ * (a * b * 2) >> 32, rounded to nearest with ties away from zero, saturating the single
+ * overflowing case INT32_MIN * INT32_MIN (gemmlowp SaturatingRoundingDoublingHighMul).
+ */
+static inline int32_t td_sat_round_doubling_high_mul(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int64_t nudge;
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    /* C division truncates toward zero, which is what the definition relies on. */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero (gemmlowp RoundingDivideByPOT). */
+static inline int32_t td_rounding_divide_by_pot(int32_t x, int exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/*
+ * x * M for M = multiplier * 2^(shift-31): TFLM's MultiplyByQuantizedMultiplier in its default
+ * "double rounding" form (a rounding high multiply, then a rounding right shift).
+ */
+static inline int32_t td_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
+{
+    const int left_shift = shift > 0 ? shift : 0;
+    const int right_shift = shift > 0 ? 0 : -shift;
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    return td_rounding_divide_by_pot(td_sat_round_doubling_high_mul(shifted, multiplier),
+                                     right_shift);
+}
+
+#endif /* TD_QMATH_H */

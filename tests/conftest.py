@@ -1,0 +1,116 @@
+"""Session-wide fixtures: the example models loaded and converted once per test run.
+
+TensorFlow costs seconds to import and a conversion about one more, so every test that needs the
+digits or sine model in int8 shares these. Names say what you get:
+
+- ``digits_model`` / ``sine_model``: the examples' Keras models (``LoadedModel``);
+- ``digits_calib`` / ``digits_eval`` / ``sine_calib`` / ``sine_eval``: their samples (``Samples``);
+- ``digits_quantized`` / ``sine_quantized``: ``QuantizeResult`` of full-int8 quantization;
+- ``converted_digits`` / ``converted_sine``: just the int8 ``.tflite`` bytes;
+- ``digits_int8_path``: those bytes written to a ``digits_int8.tflite`` file;
+- ``digits_float_tflite`` / ``digits_hybrid_tflite``: paths of a float and of a dynamic-range
+  (hybrid) ``.tflite`` of the digits model, made with TensorFlow's converter.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from paths import EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    from tinydeploy.loading import load_model
+
+    return load_model(EXAMPLES / "digits" / "digits.keras")
+
+
+@pytest.fixture(scope="session")
+def sine_model():
+    from tinydeploy.loading import load_model
+
+    return load_model(EXAMPLES / "sine" / "sine.keras")
+
+
+def _samples(example: str, name: str, shape):
+    from tinydeploy.data import load_samples
+
+    return load_samples(EXAMPLES / example / f"{name}.npz", input_shape=shape)
+
+
+@pytest.fixture(scope="session")
+def digits_calib():
+    return _samples("digits", "calib", (8, 8, 1))
+
+
+@pytest.fixture(scope="session")
+def digits_eval():
+    return _samples("digits", "eval", (8, 8, 1))
+
+
+@pytest.fixture(scope="session")
+def sine_calib():
+    return _samples("sine", "calib", (1,))
+
+
+@pytest.fixture(scope="session")
+def sine_eval():
+    return _samples("sine", "eval", (1,))
+
+
+@pytest.fixture(scope="session")
+def digits_quantized(digits_model, digits_calib):
+    from tinydeploy.quantize import quantize
+
+    return quantize(digits_model, digits_calib)
+
+
+@pytest.fixture(scope="session")
+def sine_quantized(sine_model, sine_calib):
+    from tinydeploy.quantize import quantize
+
+    return quantize(sine_model, sine_calib)
+
+
+@pytest.fixture(scope="session")
+def converted_digits(digits_quantized) -> bytes:
+    return digits_quantized.tflite
+
+
+@pytest.fixture(scope="session")
+def converted_sine(sine_quantized) -> bytes:
+    return sine_quantized.tflite
+
+
+@pytest.fixture(scope="session")
+def digits_int8_path(converted_digits, tmp_path_factory):
+    path = tmp_path_factory.mktemp("digits") / "digits_int8.tflite"
+    path.write_bytes(converted_digits)
+    return path
+
+
+def _tflite_of(keras_model, *, dynamic_range: bool) -> bytes:
+    """A float (or dynamic-range quantized) conversion straight from TensorFlow's converter."""
+    from tinydeploy.loading import quiet, tensorflow
+
+    tf = tensorflow()
+    with quiet():
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+        if dynamic_range:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no dataset: hybrid weights
+        return converter.convert()
+
+
+@pytest.fixture(scope="session")
+def digits_float_tflite(digits_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("digits") / "digits_float.tflite"
+    path.write_bytes(_tflite_of(digits_model.keras_model, dynamic_range=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_hybrid_tflite(digits_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("digits") / "digits_hybrid.tflite"
+    path.write_bytes(_tflite_of(digits_model.keras_model, dynamic_range=True))
+    return path

@@ -1,0 +1,187 @@
+"""Samples for calibration and evaluation: ``.npy``, ``.npz`` or ``module:function``.
+
+``load_samples(spec, input_shape=...)`` reads the samples a user names and checks them against the
+model's input shape (without the batch axis) before anything expensive starts:
+
+- ``data.npy``: one array, samples on axis 0;
+- ``data.npz``: array ``x`` (samples on axis 0) and, optionally, ``y`` (labels or targets);
+- ``package.module:function``: a function taking no arguments and returning an iterable of
+  samples — arrays, or dicts ``{"x": sample, "y": label}``. The module is imported from the
+  current folder too, so a ``calib.py`` next to the model works.
+
+A sample may carry a leading batch axis of 1 and may differ from the input shape by axes of size 1
+(8x8 images for an (8, 8, 1) input); anything else is refused with both shapes named.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinydeploy.errors import InputError
+
+_FUNCTION_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass
+class Samples:
+    """Samples shaped ``(n, *input_shape)`` as float32; ``y`` labels/targets or None."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
+                 what: str = "samples") -> Samples:
+    """Load samples named by ``spec`` and fit them to ``input_shape``.
+
+    ``what`` names the samples in error messages ("calibration samples", "evaluation samples").
+    ``limit`` keeps the first ``limit`` samples (and stops a generator after that many).
+    """
+    spec = str(spec)
+    if limit is not None and limit < 1:
+        raise InputError(f"asked for {limit} {what}", "ask for at least 1 sample")
+    path = Path(spec)
+    if path.suffix.lower() in (".npy", ".npz") or path.exists():
+        x, y = _from_file(path, what)
+    elif _FUNCTION_SPEC.match(spec):
+        x, y = _from_function(spec, what, limit)
+    else:
+        raise InputError(f"{what} not found: {spec}",
+                         "pass a .npy or .npz file, or module:function returning samples")
+    if limit is not None:
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    return Samples(x=fit_to_input(x, input_shape, what), y=y, source=spec)
+
+
+def random_samples(input_shape, count: int, *, seed: int = 0) -> Samples:
+    """Uniform noise in [0, 1) shaped like the input: only for smoke tests, never for accuracy."""
+    shape = tuple(max(int(d), 1) for d in input_shape)
+    x = np.random.default_rng(seed).random((count, *shape), dtype=np.float32)
+    return Samples(x=x, y=None, source="random")
+
+
+def fit_to_input(x: np.ndarray, input_shape, what: str = "samples") -> np.ndarray:
+    """Return ``x`` reshaped to ``(n, *input_shape)`` as float32, or refuse naming both shapes."""
+    want = tuple(int(d) for d in input_shape)
+    got = tuple(x.shape[1:])
+    if not _shape_matches(got, want):
+        if _squeezed(got) != _squeezed(want) or any(d < 0 for d in want):
+            raise InputError(
+                f"{what} have shape {got} but the model input is {want}",
+                f"give arrays shaped (n, {', '.join(map(str, want))}) with samples on axis 0")
+        x = x.reshape((len(x), *want))
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"{what} are of type {x.dtype}, not numbers", "give a numeric array")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{what} contain NaN or infinite values", "clean the data first")
+    return x
+
+
+def _shape_matches(got: tuple, want: tuple) -> bool:
+    """Equal, with -1 (a dynamic axis of the model) matching any size."""
+    return len(got) == len(want) and all(w < 0 or g == w for g, w in zip(got, want))
+
+
+def _squeezed(shape: tuple) -> tuple:
+    return tuple(d for d in shape if d != 1)
+
+
+def _from_file(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}", "check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a .npy/.npz file", "pass the file itself")
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise InputError(f"unknown {what} file type '{path.suffix}' for {path}",
+                         "pass a .npy or .npz file, or module:function")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read {path} as {suffix} ({_short(exc)})",
+                         "write it with numpy.save / numpy.savez") from None
+    if suffix == ".npy":
+        if not isinstance(loaded, np.ndarray):
+            raise InputError(f"{path} is not a .npy array", "write it with numpy.save")
+        return _check_batch(loaded, path, what), None
+    with loaded:
+        if "x" not in loaded.files:
+            raise InputError(f"{path} has no array 'x' (it has: {', '.join(loaded.files) or 'none'})",
+                             "save samples as numpy.savez(path, x=samples, y=labels)")
+        x = _check_batch(loaded["x"], path, what)
+        y = loaded["y"] if "y" in loaded.files else None
+    if y is not None and len(y) != len(x):
+        raise InputError(f"{path} has {len(x)} samples in 'x' but {len(y)} entries in 'y'",
+                         "give one label per sample")
+    return x, y
+
+
+def _check_batch(x: np.ndarray, source, what: str) -> np.ndarray:
+    if x.ndim == 0 or len(x) == 0:
+        raise InputError(f"{source} holds no {what}", "put the samples on axis 0")
+    return x
+
+
+def _from_function(spec: str, what: str, limit: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    module_name, func_name = spec.split(":")
+    func = getattr(_import_from_cwd(module_name, spec), func_name, None)
+    if not callable(func):
+        raise InputError(f"{module_name} has no function {func_name}", f"check the spec '{spec}'")
+    try:
+        xs, ys = [], []
+        for item in func():
+            if limit is not None and len(xs) >= limit:
+                break
+            if isinstance(item, dict):
+                xs.append(np.asarray(item["x"]))
+                ys.append(item.get("y"))
+            else:
+                xs.append(np.asarray(item))
+                ys.append(None)
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        raise InputError(f"{spec} failed: {type(exc).__name__}: {_short(exc)}",
+                         "fix the function (it must return an iterable of samples)") from None
+    if not xs:
+        raise InputError(f"{spec} returned no {what}", "return at least one sample")
+    shapes = {x.shape for x in xs}
+    if len(shapes) > 1:
+        raise InputError(f"{spec} returned {what} of different shapes: {sorted(shapes)[:3]}",
+                         "return samples of one shape")
+    y = None if any(v is None for v in ys) else np.asarray(ys)
+    return np.stack(xs), y
+
+
+def _import_from_cwd(module_name: str, spec: str):
+    cwd = str(Path.cwd())
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import {module_name} for {spec} ({_short(exc)})",
+                         "run from the folder that holds the module, or check its name") from None
+    except Exception as exc:  # noqa: BLE001 - the module's own code raised while importing
+        raise InputError(f"importing {module_name} failed: {type(exc).__name__}: {_short(exc)}",
+                         "fix the module") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,92 @@
+"""The native runtime: int8 .tflite models compiled to dependency-free C99, bit-exact with TFLM.
+
+API:
+- :func:`compile_model` writes ``<name>.c`` / ``<name>.h`` and the kernel sources they need.
+- :func:`estimate` reports arena bytes, estimated flash bytes and unsupported ops, without writing
+  anything (for ``check`` / ``inspect``).
+- :data:`SUPPORTED_OPS` names the ops the native runtime runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinydeploy import tflite
+from tinydeploy.native import emitter
+from tinydeploy.native.compiler import Program, TensorPlan, build_program, lowerings, unsupported_ops
+
+__all__ = ["SUPPORTED_OPS", "CompileResult", "NativeEstimate", "compile_model", "estimate"]
+
+SUPPORTED_OPS: frozenset[str] = frozenset(lowerings())
+
+# .text + .rodata of each kernel family, arm-none-eabi-gcc 12.2 -Os -mcpu=cortex-m4 -mthumb
+# (measured by tests/native/test_estimate.py, which fails when these drift by more than 25%).
+KERNEL_FLASH_BYTES = {
+    "td_conv": 300, "td_depthwise": 300, "td_fully_connected": 150, "td_pool": 400,
+    "td_elementwise": 450, "td_mean": 250, "td_pad": 250, "td_concat": 60, "td_quantize": 250,
+    "td_softmax": 800, "td_activation": 800,
+}
+# Per op: the kernel call and its parameter struct, roughly.
+OP_FLASH_BYTES = 110
+
+
+@dataclass
+class CompileResult:
+    """What ``compile_model`` wrote and decided."""
+
+    files: list[Path]
+    arena_bytes: int
+    scratch_bytes: int
+    ops_used: list[str]
+    kernel_sources: list[str]
+    tensors: list[TensorPlan] = field(default_factory=list)
+    weights_bytes: int = 0
+
+
+@dataclass
+class NativeEstimate:
+    """RAM and flash the native runtime needs for a model (flash estimated, RAM exact)."""
+
+    arena_bytes: int
+    flash_bytes: int
+    weights_bytes: int
+    unsupported_ops: list[str]
+
+    @property
+    def supported(self) -> bool:
+        return not self.unsupported_ops
+
+
+def _weights_bytes(program: Program) -> int:
+    return sum(p.nbytes for p in program.tensors.values() if p.place == "flash")
+
+
+def compile_model(model_bytes: bytes, out_dir: Path, *, name: str = "model") -> CompileResult:
+    """Compile an int8 .tflite into C99 sources in out_dir.
+
+    Raises UnsupportedOpError (naming the op) for what the native runtime cannot run and
+    ModelError for an unreadable model.
+    """
+    program = build_program(tflite.parse(model_bytes))
+    files = emitter.write(program, Path(out_dir), name)
+    return CompileResult(
+        files=files, arena_bytes=program.arena.size, scratch_bytes=0,
+        ops_used=program.ops_used, kernel_sources=emitter.kernel_files(program.families),
+        tensors=sorted(program.tensors.values(), key=lambda p: p.index),
+        weights_bytes=_weights_bytes(program))
+
+
+def estimate(model_bytes: bytes) -> NativeEstimate:
+    """Arena bytes (exact) and flash bytes (weights exact + kernels estimated) of the model."""
+    model = tflite.parse(model_bytes)
+    missing = unsupported_ops(model)
+    if missing:
+        return NativeEstimate(arena_bytes=0, flash_bytes=0, weights_bytes=0,
+                              unsupported_ops=missing)
+    program = build_program(model)
+    weights = _weights_bytes(program)
+    code = sum(KERNEL_FLASH_BYTES.get(f, 500) for f in program.families)
+    code += OP_FLASH_BYTES * len(program.steps)
+    return NativeEstimate(arena_bytes=program.arena.size, flash_bytes=weights + code,
+                          weights_bytes=weights, unsupported_ops=[])

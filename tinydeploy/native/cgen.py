@@ -1,0 +1,44 @@
+"""Tiny helpers that format C99 definitions (const arrays, designated-initializer structs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+_PER_LINE = 24
+
+
+def c_array(ctype: str, name: str, values: Iterable, *, static: bool = True) -> str:
+    """``static const ctype name[n] = {...};`` with a fixed number of values per line."""
+    vals = [_c_number(v) for v in np.asarray(list(values) if not isinstance(values, np.ndarray)
+                                             else values).ravel()]
+    lines = [", ".join(vals[i:i + _PER_LINE]) for i in range(0, len(vals), _PER_LINE)]
+    body = ",\n    ".join(lines) if lines else "0"
+    prefix = "static const" if static else "const"
+    return f"{prefix} {ctype} {name}[{max(len(vals), 1)}] = {{\n    {body}\n}};\n"
+
+
+def c_struct(ctype: str, name: str, fields: Mapping[str, object]) -> str:
+    """``static const ctype name = {.field = value, ...};`` (values already C text or numbers)."""
+    body = "".join(f"    .{k} = {_c_value(v)},\n" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n{body}}};\n"
+
+
+def _c_value(v: object) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (list, tuple)):
+        return "{" + ", ".join(_c_value(x) for x in v) + "}"
+    return _c_number(v)
+
+
+def _c_number(v: object) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v)!r}f" if isinstance(v, np.float32) else repr(float(v))
+    iv = int(v)
+    if iv == -(1 << 31):
+        return "(-2147483647 - 1)"  # INT32_MIN has no literal of type int
+    return str(iv)

@@ -1,0 +1,379 @@
+"""Per-op lowering: one TFLite operator -> the C that runs it on the device.
+
+Each ``lower_*`` function reads the operator's tensors and options, computes what TFLM computes
+in ``Prepare`` (via :mod:`tinydeploy.native.qparams`) and returns a :class:`Lowered`: the kernel
+family it needs (``firmware/native/<family>.c``), the const parameter definitions and the call.
+Anything the kernels cannot reproduce bit-exactly is refused with an :class:`UnsupportedOpError`
+that names the op, rather than compiled approximately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from tinydeploy.errors import UnsupportedOpError
+from tinydeploy.native import qparams
+from tinydeploy.native.cgen import c_array, c_struct
+
+# Ops whose output is the input's bytes under another shape: planned as aliases, no code.
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+MAX_DIMS = 6  # TD_ELEMENTWISE_MAX_DIMS / TD_MEAN_MAX_DIMS / TD_PAD_MAX_DIMS in the kernels
+
+
+@dataclass
+class Lowered:
+    family: str | None                 # kernel family (file stem), None for aliases
+    decls: list[str] = field(default_factory=list)
+    call: str = ""
+
+
+class Context(Protocol):
+    """What a lowering needs from the compiler: tensors and their C expressions."""
+
+    def tensor(self, index: int): ...
+    def ptr(self, index: int, ctype: str = "int8_t") -> str: ...
+
+
+def refuse(op, why: str) -> UnsupportedOpError:
+    return UnsupportedOpError(
+        f"the native runtime cannot run {op.opcode} (operator {op.index}): {why}",
+        "use --runtime tflm for this model")
+
+
+def _require_int8(op, *tensors) -> None:
+    for t in tensors:
+        if t.type_name != "INT8" or t.quantization is None:
+            raise refuse(op, f"tensor '{t.name}' is {t.type_name}, only quantized int8 is supported")
+
+
+def _activation(op, out) -> tuple[int, int]:
+    act = op.options.get("fused_activation_function", "NONE")
+    if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        raise refuse(op, f"fused activation {act} is not supported")
+    return qparams.activation_range(act, out.scale, out.zero_point)
+
+
+def _bias(ctx, op, index_in_inputs: int) -> str:
+    idx = op.inputs[index_in_inputs] if len(op.inputs) > index_in_inputs else -1
+    if idx < 0:
+        return "NULL"
+    t = ctx.tensor(idx)
+    if t.type_name != "INT32":
+        raise refuse(op, f"bias '{t.name}' is {t.type_name}, only int32 is supported")
+    return ctx.ptr(idx, "int32_t")
+
+
+def _multipliers(prefix: str, mults: list[int], shifts: list[int]) -> tuple[list[str], dict]:
+    decls = [c_array("int32_t", f"{prefix}_multiplier", mults),
+             c_array("int32_t", f"{prefix}_shift", shifts)]
+    fields = {"per_channel": int(len(mults) > 1), "multiplier": f"{prefix}_multiplier",
+              "shift": f"{prefix}_shift"}
+    return decls, fields
+
+
+def _filter_scales(op, filt, channels: int) -> np.ndarray:
+    scales = filt.quantization.scale
+    if scales.size not in (1, channels):
+        raise refuse(op, f"filter has {scales.size} scales for {channels} channels")
+    if np.any(filt.quantization.zero_point != 0):
+        raise refuse(op, "filter zero points must be 0 (symmetric int8 weights)")
+    return scales
+
+
+def lower_conv_2d(ctx, op) -> Lowered:
+    inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, filt, out)
+    n, ih, iw, ic = inp.shape
+    oc, kh, kw, kc = filt.shape
+    _, oh, ow, _ = out.shape
+    o = op.options
+    if ic % kc or oc % (ic // kc):
+        raise refuse(op, f"filter depth {kc} does not divide input depth {ic} into groups")
+    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
+    act_min, act_max = _activation(op, out)
+    name = f"op{op.index}"
+    decls, qfields = _multipliers(name, mults, shifts)
+    fields = {
+        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "k_c": kc, "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+        "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
+        "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
+        "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"]),
+        "input_offset": -inp.zero_point, "output_offset": out.zero_point,
+        "act_min": act_min, "act_max": act_max, **qfields}
+    decls.append(c_struct("td_conv_params_t", f"{name}_params", fields))
+    call = (f"td_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
+            f"{_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+    return Lowered("td_conv", decls, call)
+
+
+def lower_depthwise_conv_2d(ctx, op) -> Lowered:
+    inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, filt, out)
+    n, ih, iw, ic = inp.shape
+    _, kh, kw, oc = filt.shape
+    _, oh, ow, _ = out.shape
+    o = op.options
+    if oc % ic:
+        raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
+    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
+    act_min, act_max = _activation(op, out)
+    name = f"op{op.index}"
+    decls, qfields = _multipliers(name, mults, shifts)
+    fields = {
+        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "depth_multiplier": oc // ic,
+        "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+        "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
+        "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
+        "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"]),
+        "input_offset": -inp.zero_point, "output_offset": out.zero_point,
+        "act_min": act_min, "act_max": act_max, **qfields}
+    decls.append(c_struct("td_depthwise_params_t", f"{name}_params", fields))
+    call = (f"td_depthwise_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
+            f"{ctx.ptr(op.inputs[1])}, {_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+    return Lowered("td_depthwise", decls, call)
+
+
+def lower_fully_connected(ctx, op) -> Lowered:
+    inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, filt, out)
+    if op.options.get("weights_format", 0) != 0:
+        raise refuse(op, "shuffled weights are not supported")
+    out_depth, accum = filt.shape[0], filt.shape[-1]
+    scales = _filter_scales(op, filt, out_depth)
+    if scales.size > 1:
+        mults, shifts = qparams.conv_multipliers(inp.scale, scales, out.scale)
+    else:
+        m, s = qparams.fully_connected_multiplier(inp.scale, float(scales[0]), out.scale)
+        mults, shifts = [m], [s]
+    act_min, act_max = _activation(op, out)
+    name = f"op{op.index}"
+    decls, qfields = _multipliers(name, mults, shifts)
+    fields = {"batches": out.size // out_depth, "accum_depth": accum, "out_depth": out_depth,
+              "input_offset": -inp.zero_point, "filter_offset": 0,
+              "output_offset": out.zero_point, "act_min": act_min, "act_max": act_max, **qfields}
+    decls.append(c_struct("td_fully_connected_params_t", f"{name}_params", fields))
+    call = (f"td_fully_connected_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
+            f"{ctx.ptr(op.inputs[1])}, {_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+    return Lowered("td_fully_connected", decls, call)
+
+
+def _pool(ctx, op) -> tuple[str, list[str]]:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, out)
+    if inp.scale != out.scale or inp.zero_point != out.zero_point:
+        raise refuse(op, "input and output quantization differ")
+    n, ih, iw, c = inp.shape
+    _, oh, ow, _ = out.shape
+    o = op.options
+    act_min, act_max = _activation(op, out)
+    name = f"op{op.index}"
+    fields = {
+        "batches": n, "in_h": ih, "in_w": iw, "channels": c, "out_h": oh, "out_w": ow,
+        "filter_h": o["filter_height"], "filter_w": o["filter_width"],
+        "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+        "pad_h": qparams.padding_before(o["padding"], ih, o["filter_height"], o["stride_h"], 1),
+        "pad_w": qparams.padding_before(o["padding"], iw, o["filter_width"], o["stride_w"], 1),
+        "act_min": act_min, "act_max": act_max}
+    return name, [c_struct("td_pool_params_t", f"{name}_params", fields)]
+
+
+def lower_average_pool_2d(ctx, op) -> Lowered:
+    name, decls = _pool(ctx, op)
+    call = (f"if (td_avg_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
+            f"{ctx.ptr(op.outputs[0])}) != 0) {{\n        return -1;\n    }}")
+    return Lowered("td_pool", decls, call)
+
+
+def lower_max_pool_2d(ctx, op) -> Lowered:
+    name, decls = _pool(ctx, op)
+    call = f"td_max_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
+    return Lowered("td_pool", decls, call)
+
+
+def _padded(shape, rank: int = MAX_DIMS) -> list[int]:
+    if len(shape) > rank:
+        raise ValueError(f"shape {shape} has more than {rank} dimensions")
+    return [1] * (rank - len(shape)) + list(shape)
+
+
+def _strides(dims: list[int]) -> list[int]:
+    strides, acc = [0] * len(dims), 1
+    for d in range(len(dims) - 1, -1, -1):
+        strides[d], acc = acc, acc * dims[d]
+    return strides
+
+
+def _broadcast(op, a, b, out) -> dict:
+    """td_broadcast_t fields for inputs a, b and output out (numpy broadcasting rules)."""
+    if max(len(a.shape), len(b.shape), len(out.shape)) > MAX_DIMS:
+        raise refuse(op, f"more than {MAX_DIMS} dimensions")
+    od, ad, bd = _padded(out.shape), _padded(a.shape), _padded(b.shape)
+    def strides(d):
+        return [0 if n == 1 and o != 1 else s for n, o, s in zip(d, od, _strides(d))]
+    return {"out_dims": od, "in1_strides": strides(ad), "in2_strides": strides(bd),
+            "broadcast": int(ad != od or bd != od)}
+
+
+def lower_add(ctx, op) -> Lowered:
+    a, b, out = (ctx.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _require_int8(op, a, b, out)
+    act_min, act_max = _activation(op, out)
+    name = f"op{op.index}"
+    fields = {"shape": _broadcast_c(op, a, b, out), "input1_offset": -a.zero_point,
+              "input2_offset": -b.zero_point, "output_offset": out.zero_point,
+              **qparams.add_params(a.scale, b.scale, out.scale),
+              "act_min": act_min, "act_max": act_max}
+    decls = [c_struct("td_add_params_t", f"{name}_params", fields)]
+    call = (f"td_add_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
+            f"{ctx.ptr(op.outputs[0])});")
+    return Lowered("td_elementwise", decls, call)
+
+
+def lower_mul(ctx, op) -> Lowered:
+    a, b, out = (ctx.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _require_int8(op, a, b, out)
+    act_min, act_max = _activation(op, out)
+    m, s = qparams.mul_multiplier(a.scale, b.scale, out.scale)
+    name = f"op{op.index}"
+    fields = {"shape": _broadcast_c(op, a, b, out), "input1_offset": -a.zero_point,
+              "input2_offset": -b.zero_point, "output_offset": out.zero_point,
+              "output_multiplier": m, "output_shift": s, "act_min": act_min, "act_max": act_max}
+    decls = [c_struct("td_mul_params_t", f"{name}_params", fields)]
+    call = (f"td_mul_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
+            f"{ctx.ptr(op.outputs[0])});")
+    return Lowered("td_elementwise", decls, call)
+
+
+def _broadcast_c(op, a, b, out) -> str:
+    f = _broadcast(op, a, b, out)
+    return ("{" + ", ".join("{" + ", ".join(str(v) for v in f[k]) + "}"
+                            for k in ("out_dims", "in1_strides", "in2_strides"))
+            + f", {f['broadcast']}}}")
+
+
+def _const_ints(ctx, op, index: int, what: str) -> np.ndarray:
+    t = ctx.tensor(op.inputs[index])
+    if t.data is None:
+        raise refuse(op, f"its {what} must be a constant tensor")
+    return np.asarray(t.data).astype(np.int64)
+
+
+def lower_mean(ctx, op) -> Lowered:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, out)
+    rank = len(inp.shape)
+    if rank > MAX_DIMS:
+        raise refuse(op, f"more than {MAX_DIMS} dimensions")
+    axes = sorted({int(a) % rank for a in _const_ints(ctx, op, 1, "axis").ravel()})
+    strides = _strides(list(inp.shape))
+    kept = [d for d in range(rank) if d not in axes]
+    count = int(np.prod([inp.shape[d] for d in axes])) if axes else 1
+    same = bool(inp.zero_point == out.zero_point and np.float32(inp.scale) == np.float32(out.scale))
+    m, s = qparams.mean_multiplier(inp.scale, out.scale, count)
+    pad = lambda vals, fill: [fill] * (MAX_DIMS - len(vals)) + vals  # noqa: E731
+    name = f"op{op.index}"
+    fields = {"kept_dims": pad([inp.shape[d] for d in kept], 1),
+              "kept_strides": pad([strides[d] for d in kept], 0),
+              "reduced_dims": pad([inp.shape[d] for d in axes], 1),
+              "reduced_strides": pad([strides[d] for d in axes], 0),
+              "count": count, "same_quantization": int(same),
+              "input_zero_point": inp.zero_point, "output_zero_point": out.zero_point,
+              "multiplier": m, "shift": s}
+    decls = [c_struct("td_mean_params_t", f"{name}_params", fields)]
+    call = f"td_mean_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
+    return Lowered("td_mean", decls, call)
+
+
+def lower_pad(ctx, op) -> Lowered:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, out)
+    if len(inp.shape) > MAX_DIMS:
+        raise refuse(op, f"more than {MAX_DIMS} dimensions")
+    paddings = _const_ints(ctx, op, 1, "paddings").reshape(-1, 2)
+    pad_value = out.zero_point
+    if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        pad_value = int(_const_ints(ctx, op, 2, "constant value").ravel()[0])
+    name = f"op{op.index}"
+    fields = {"in_dims": _padded(inp.shape), "out_dims": _padded(out.shape),
+              "before": [0] * (MAX_DIMS - len(paddings)) + [int(p) for p in paddings[:, 0]],
+              "pad_value": pad_value}
+    decls = [c_struct("td_pad_params_t", f"{name}_params", fields)]
+    call = f"td_pad_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
+    return Lowered("td_pad", decls, call)
+
+
+def lower_concatenation(ctx, op) -> Lowered:
+    out = ctx.tensor(op.outputs[0])
+    ins = [ctx.tensor(i) for i in op.inputs]
+    _require_int8(op, out, *ins)
+    if op.options.get("fused_activation_function", "NONE") != "NONE":
+        raise refuse(op, "a fused activation on CONCATENATION is not supported")
+    for t in ins:
+        if np.float32(t.scale) != np.float32(out.scale) or t.zero_point != out.zero_point:
+            raise refuse(op, "its inputs must share the output's scale and zero point")
+    rank = len(out.shape)
+    axis = op.options.get("axis", 0) % rank
+    outer = int(np.prod(out.shape[:axis])) if axis else 1
+    copy = [int(np.prod(t.shape[axis:])) for t in ins]
+    name = f"op{op.index}"
+    ptrs = ", ".join(f"(const int8_t *){ctx.ptr(i)}" for i in op.inputs)
+    decls = [c_array("int32_t", f"{name}_copy_bytes", copy)]
+    call = (f"{{\n        const int8_t *const inputs[{len(ins)}] = {{{ptrs}}};\n"
+            f"        td_concat({len(ins)}, inputs, {name}_copy_bytes, {outer}, "
+            f"{ctx.ptr(op.outputs[0])});\n    }}")
+    return Lowered("td_concat", decls, call)
+
+
+def lower_quantize(ctx, op) -> Lowered:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    if out.type_name != "INT8" or out.quantization is None:
+        raise refuse(op, f"output type {out.type_name} is not supported")
+    if inp.type_name == "FLOAT32":
+        call = (f"td_quantize_f32_s8({ctx.ptr(op.inputs[0], 'float')}, {ctx.ptr(op.outputs[0])}, "
+                f"{out.size}u, {float(np.float32(out.scale))!r}f, {out.zero_point});")
+        return Lowered("td_quantize", [], call)
+    _require_int8(op, inp)
+    m, s = qparams.ratio_multiplier(inp.scale, out.scale)
+    call = (f"td_requantize_s8({ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])}, {out.size}u, "
+            f"{inp.zero_point}, {out.zero_point}, {m}, {s});")
+    return Lowered("td_quantize", [], call)
+
+
+def lower_dequantize(ctx, op) -> Lowered:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp)
+    if out.type_name != "FLOAT32":
+        raise refuse(op, f"output type {out.type_name} is not supported")
+    call = (f"td_dequantize_s8_f32({ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0], 'float')}, "
+            f"{inp.size}u, {float(np.float32(inp.scale))!r}, {inp.zero_point});")
+    return Lowered("td_quantize", [], call)
+
+
+def lower_alias(ctx, op) -> Lowered:
+    inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
+    if inp.size != out.size or inp.type_name != out.type_name:
+        raise refuse(op, "input and output differ in size or type")
+    return Lowered(None)
+
+
+LOWERINGS: dict[str, Callable] = {
+    "CONV_2D": lower_conv_2d,
+    "DEPTHWISE_CONV_2D": lower_depthwise_conv_2d,
+    "FULLY_CONNECTED": lower_fully_connected,
+    "AVERAGE_POOL_2D": lower_average_pool_2d,
+    "MAX_POOL_2D": lower_max_pool_2d,
+    "ADD": lower_add,
+    "MUL": lower_mul,
+    "MEAN": lower_mean,
+    "PAD": lower_pad,
+    "PADV2": lower_pad,
+    "CONCATENATION": lower_concatenation,
+    "QUANTIZE": lower_quantize,
+    "DEQUANTIZE": lower_dequantize,
+    **{name: lower_alias for name in ALIAS_OPS},
+}

@@ -1,0 +1,228 @@
+"""Render a complete PlatformIO project for a real board (the "platformio" project kind).
+
+``render_platformio_project(out_dir, context)`` writes, into ``out_dir``:
+
+- ``platformio.ini`` — one env for the board: platform, board, framework, the pinned TFLM library in
+  ``lib_deps``, build flags and ``monitor_speed`` from the board profile;
+- ``src/main.cpp`` — Arduino ``setup()``/``loop()`` that start the HAL and the runtime and then serve
+  the serial protocol for ever;
+- for the tflm runtime, ``src/op_resolver.h``: a ``MicroMutableOpResolver<N>`` registering exactly
+  the model's distinct ops;
+- copies of the hand-written firmware the project compiles: ``td_runtime.h``, ``td_hal.h``, the
+  protocol (``firmware/protocol``), the Arduino HAL and, for tflm, the TFLM runtime adapter.
+
+All files go flat into ``src/`` so every ``#include "x.h"`` between them resolves without extra
+include paths. The caller (the build stage) writes the model files next to them: ``model_data.h``/
+``model_data.cc`` (with the generic names ``TD_MODEL_DATA``/``TD_MODEL_DATA_LEN`` the TFLM adapter
+uses), ``model_settings.h`` (``TD_ARENA_BYTES``) and ``model_info.c`` (``td_model_info``).
+
+Real-board builds cannot run on tinydeploy's CI machine: ``pio run`` must download the platform,
+toolchain and libraries. What is checked offline is that ``pio project config`` accepts the project
+and that the C/C++ files compile against stub TFLM/Arduino headers (tests/stubs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tinydeploy.boards import BoardProfile
+from tinydeploy.errors import InputError, UnsupportedOpError
+from tinydeploy.resources import firmware_dir, templates_dir
+
+# TFLite builtin op name -> the MicroMutableOpResolver method that registers it. A fact table read
+# from tensorflow/lite/micro/micro_mutable_op_resolver.h of the TFLM generation the pinned Arduino
+# libraries carry (2023: MicroPrintf, no ErrorReporter). Ops missing here have no Add method there.
+TFLM_RESOLVER_METHODS: dict[str, str] = {
+    "ABS": "AddAbs",
+    "ADD": "AddAdd",
+    "ADD_N": "AddAddN",
+    "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin",
+    "ASSIGN_VARIABLE": "AddAssignVariable",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "BROADCAST_ARGS": "AddBroadcastArgs",
+    "BROADCAST_TO": "AddBroadcastTo",
+    "CALL_ONCE": "AddCallOnce",
+    "CAST": "AddCast",
+    "CEIL": "AddCeil",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "COS": "AddCos",
+    "CUMSUM": "AddCumSum",
+    "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEQUANTIZE": "AddDequantize",
+    "DIV": "AddDiv",
+    "ELU": "AddElu",
+    "EQUAL": "AddEqual",
+    "EXP": "AddExp",
+    "EXPAND_DIMS": "AddExpandDims",
+    "FILL": "AddFill",
+    "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv",
+    "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater",
+    "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish",
+    "IF": "AddIf",
+    "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu",
+    "LESS": "AddLess",
+    "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog",
+    "LOG_SOFTMAX": "AddLogSoftmax",
+    "LOGICAL_AND": "AddLogicalAnd",
+    "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr",
+    "LOGISTIC": "AddLogistic",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MAXIMUM": "AddMaximum",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MIRROR_PAD": "AddMirrorPad",
+    "MUL": "AddMul",
+    "NEG": "AddNeg",
+    "NOT_EQUAL": "AddNotEqual",
+    "PACK": "AddPack",
+    "PAD": "AddPad",
+    "PADV2": "AddPadV2",
+    "PRELU": "AddPrelu",
+    "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable",
+    "REDUCE_MAX": "AddReduceMax",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
+    "ROUND": "AddRound",
+    "RSQRT": "AddRsqrt",
+    "SELECT_V2": "AddSelectV2",
+    "SHAPE": "AddShape",
+    "SIN": "AddSin",
+    "SLICE": "AddSlice",
+    "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit",
+    "SPLIT_V": "AddSplitV",
+    "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "SQUEEZE": "AddSqueeze",
+    "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub",
+    "SUM": "AddSum",
+    "SVDF": "AddSvdf",
+    "TANH": "AddTanh",
+    "TRANSPOSE": "AddTranspose",
+    "TRANSPOSE_CONV": "AddTransposeConv",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "UNPACK": "AddUnpack",
+    "VAR_HANDLE": "AddVarHandle",
+    "WHILE": "AddWhile",
+    "ZEROS_LIKE": "AddZerosLike",
+}
+
+# Context keys the templates use; render_platformio_project refuses a context missing any of them.
+REQUIRED_CONTEXT = ("board", "model_name", "runtime", "ops", "arena_bytes", "model_hash_hex")
+
+# Hand-written firmware copied into src/: (folder under firmware/, file patterns).
+_COMMON_FIRMWARE = (("", ("td_runtime.h", "td_hal.h")), ("protocol", ("*.h", "*.c")), ("hal", ("td_hal_arduino.cpp",)))
+_RUNTIME_FIRMWARE = {
+    "tflm": (("tflm", ("*.h", "*.cc")),),
+    "native": (("native", ("*.h", "*.c")),),
+}
+
+
+def resolver_calls(ops: list[str]) -> list[tuple[str, str]]:
+    """(op, Add method) for each distinct op of ``ops`` in first-use order.
+
+    An op without an Add method cannot run on TFLM: UnsupportedOpError names every such op.
+    """
+    distinct = list(dict.fromkeys(ops))
+    if not distinct:
+        raise InputError("the model has no operators", "check that the .tflite file holds a real model")
+    missing = [op for op in distinct if op not in TFLM_RESOLVER_METHODS]
+    if missing:
+        raise UnsupportedOpError(
+            f"TFLM's op resolver has no kernel for {', '.join(missing)}",
+            "replace those layers with supported ones or use the native runtime",
+        )
+    return [(op, TFLM_RESOLVER_METHODS[op]) for op in distinct]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir() / "platformio"),
+        undefined=jinja2.StrictUndefined,  # a missing variable is a bug, never an empty string
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _firmware_files(runtime: str) -> list[Path]:
+    """Every hand-written firmware file the project needs; each folder must contribute some."""
+    root = firmware_dir()
+    files: list[Path] = []
+    for folder, patterns in _COMMON_FIRMWARE + _RUNTIME_FIRMWARE[runtime]:
+        matches = sorted({path for pattern in patterns for path in (root / folder).glob(pattern)})
+        if not matches:
+            raise FileNotFoundError(f"firmware/{folder} ({', '.join(patterns)}) is missing from this installation")
+        files.extend(matches)
+    return files
+
+
+def _check_context(context: dict[str, Any]) -> BoardProfile:
+    missing = [key for key in REQUIRED_CONTEXT if key not in context]
+    if missing:
+        raise TypeError(f"render_platformio_project: context lacks {', '.join(missing)}")
+    board = context["board"]
+    if board.platformio is None:
+        raise InputError(
+            f"board '{board.id}' has no PlatformIO environment",
+            f"it runs with the '{board.default_runner}' runner; build it as that project kind",
+        )
+    if context["runtime"] not in _RUNTIME_FIRMWARE:
+        raise InputError(f"unknown runtime '{context['runtime']}'", "use tflm or native")
+    return board
+
+
+def render_platformio_project(out_dir: Path, context: dict[str, Any]) -> list[Path]:
+    """Render the PlatformIO project into ``out_dir``; return the files written (absolute paths).
+
+    ``context`` holds at least REQUIRED_CONTEXT: ``board`` (BoardProfile with a [platformio]
+    section), ``model_name`` (shown in comments), ``runtime`` ("tflm" | "native"),
+    ``ops`` (the model's TFLite op names, repeats allowed), ``arena_bytes`` and ``model_hash_hex``.
+    Extra keys (input_specs, output_specs, ...) are passed through to the templates.
+    """
+    board = _check_context(context)
+    out_dir = Path(out_dir)
+    src = out_dir / "src"
+    src.mkdir(parents=True, exist_ok=True)
+
+    variables = dict(context, pio=board.platformio, env_name=board.id)
+    outputs = {"platformio.ini": "platformio.ini.j2", "src/main.cpp": "src/main.cpp.j2"}
+    if context["runtime"] == "tflm":
+        variables["resolver_calls"] = resolver_calls(list(context["ops"]))
+        outputs["src/op_resolver.h"] = "src/op_resolver.h.j2"
+
+    env = _environment()
+    written: list[Path] = []
+    for relative, template in outputs.items():
+        target = out_dir / relative
+        target.write_text(env.get_template(template).render(**variables), encoding="utf-8")
+        written.append(target.resolve())
+    for source in _firmware_files(context["runtime"]):
+        target = src / source.name
+        target.write_bytes(source.read_bytes())
+        written.append(target.resolve())
+    return written
