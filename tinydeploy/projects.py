@@ -1,0 +1,39 @@
+"""Project kinds: which firmware project a board gets, and what goes into its ``src/``.
+
+* ``platformio`` — real boards: a PlatformIO project (tinydeploy.platformio_project) whose
+  ``src/`` holds the model files, the protocol, the Arduino HAL and the runtime (the TFLM adapter,
+  or the model compiled to C by the native runtime).
+* ``baremetal`` — emulated boards: plain C built with arm-none-eabi-gcc (tinydeploy.baremetal),
+  startup code, a UART driver and a linker script that enforces the board's flash/RAM limits.
+
+Either way the model-specific files come from tinydeploy.render and the native runtime's C from
+tinydeploy.native, so both kinds run the same bytes through the same protocol code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinydeploy.render import ModelSources, c_identifier, render_model_sources
+
+
+def project_kind(board) -> str:
+    return "baremetal" if board.qemu is not None else "platformio"
+
+
+def render_project(stage: Path, sources: ModelSources) -> None:
+    src = stage / "src"
+    render_model_sources(sources, src)
+    if sources.runtime == "native":
+        from tinydeploy import native
+
+        native.compile_model(sources.model_bytes, src, name=c_identifier(sources.model_name))
+    if project_kind(sources.board) == "platformio":
+        from tinydeploy.platformio_project import render_platformio_project
+
+        render_platformio_project(stage, sources.context() | {
+            "model_name": c_identifier(sources.model_name)})
+    else:
+        from tinydeploy import baremetal
+
+        baremetal.render_project(stage, sources.board, sources.runtime)
