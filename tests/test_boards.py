@@ -37,7 +37,7 @@ def test_board_sizes_are_sane(board: BoardProfile):
 @pytest.mark.parametrize("board", list_boards(), ids=lambda b: b.id)
 def test_every_size_says_where_it_comes_from(board: BoardProfile):
     """Each size line carries a comment, or sits in a group of size lines right under a comment."""
-    lines = board.source.read_text().splitlines()
+    lines = Path(board.source).read_text().splitlines()
 
     def field(line: str) -> str:
         return line.split("=")[0].strip()
@@ -48,7 +48,7 @@ def test_every_size_says_where_it_comes_from(board: BoardProfile):
         above = i - 1
         while field(lines[above]) in SIZE_FIELDS and "#" not in lines[above]:
             above -= 1
-        assert lines[above].lstrip().startswith("#"), f"{board.source.name}: '{field(line)}' has no source"
+        assert lines[above].lstrip().startswith("#"), f"{board.source}: '{field(line)}' has no source"
 
 
 @pytest.mark.parametrize("board_id", sorted(REAL_BOARDS))
@@ -144,3 +144,13 @@ def test_invalid_toml_is_an_input_error(tmp_path):
 def test_a_valid_user_board_file_loads(tmp_path):
     board = load_board_file(_variant(tmp_path, "my_nano", "ram_bytes = 262_144", "ram_bytes = 200_000"))
     assert (board.id, board.ram_bytes) == ("my_nano", 200_000)
+
+
+def test_profiles_serialise_to_json():
+    import json
+
+    data = json.loads(json.dumps(load_board("nano33ble").to_dict()))
+    assert data["serial"]["usb_ids"] == ["2341:005A", "2341:805A"]
+    assert data["platformio"]["lib_deps"][0].startswith("https://github.com/tensorflow/tflite-micro-arduino-examples")
+    assert data["ram_available"] == 262_144 - 46_080 - 8_192 and data["qemu"] is None
+    assert json.loads(json.dumps(load_board("qemu-m4").to_dict()))["qemu"]["machine"] == "mps2-an386"

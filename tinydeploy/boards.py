@@ -10,7 +10,7 @@ KeyError deep inside the memory check or the renderer.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,15 @@ class BoardProfile:
     serial: SerialConfig
     platformio: PlatformIOConfig | None
     qemu: QemuConfig | None
-    source: Path  # the TOML file the profile came from
+    source: str  # path of the TOML file the profile came from (a str, so asdict() is JSON-ready)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for ``--json``): USB ids as "VID:PID" hex strings, tuples as lists."""
+        data = asdict(self)
+        data["serial"]["usb_ids"] = [f"{vid:04X}:{pid:04X}" for vid, pid in self.serial.usb_ids]
+        data["flash_available"] = self.flash_available
+        data["ram_available"] = self.ram_available
+        return _lists(data)
 
     @property
     def emulated(self) -> bool:
@@ -92,6 +100,15 @@ class BoardProfile:
     def ram_available(self) -> int:
         """RAM left for the arena and the runtime once the framework and the stack reserve are out."""
         return self.ram_bytes - self.framework_ram_bytes - self.stack_bytes
+
+
+def _lists(value: Any) -> Any:
+    """Turn tuples (the frozen dataclasses' sequences) into lists, recursively."""
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(item) for item in value]
+    return value
 
 
 # Field tables: name -> expected Python type after tomllib parsing. Lists are checked element-wise.
@@ -263,7 +280,7 @@ def load_board_file(path: Path) -> BoardProfile:
         serial=_serial(path, data["serial"]),
         platformio=_platformio(path, data.get("platformio")),
         qemu=_qemu(path, data.get("qemu"), data["flash_bytes"], data["ram_bytes"]),
-        source=path,
+        source=str(path),
     )
 
 

@@ -1,7 +1,9 @@
 """Which TFLite builtin ops TensorFlow Lite Micro can run, and how its op resolver registers them.
 
-A fact table: builtin op name -> the ``MicroMutableOpResolver`` method that registers it
-(tensorflow/lite/micro/micro_mutable_op_resolver.h). An op missing here has no TFLM kernel.
+A fact table: builtin op name -> the ``MicroMutableOpResolver`` method that registers it, read
+from tensorflow/lite/micro/micro_mutable_op_resolver.h of the TFLM generation that the pinned
+Arduino libraries carry (2023: MicroPrintf, no ErrorReporter). An op missing here has no kernel
+there, even if newer TFLM releases added one (BATCH_MATMUL, REDUCE_MIN, REVERSE_V2, ...).
 
 ``MAX_VERSION`` holds, for the ops tinydeploy's users meet most, the highest op version whose
 semantics the pinned TFLM libraries implement (TFLM's resolver does not check versions itself, so a
@@ -13,13 +15,12 @@ from __future__ import annotations
 RESOLVER_METHODS: dict[str, str] = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
     "ARG_MIN": "AddArgMin", "ASSIGN_VARIABLE": "AddAssignVariable",
-    "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs",
+    "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs",
     "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce", "CAST": "AddCast",
     "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
     "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
-    "ELU": "AddElu", "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "EQUAL": "AddEqual",
+    "ELU": "AddElu", "EQUAL": "AddEqual",
     "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
     "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod",
     "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "GATHER_ND": "AddGatherNd",
@@ -32,10 +33,9 @@ RESOLVER_METHODS: dict[str, str] = {
     "MINIMUM": "AddMinimum", "MIRROR_PAD": "AddMirrorPad", "MUL": "AddMul", "NEG": "AddNeg",
     "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad", "PADV2": "AddPadV2",
     "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
+    "REDUCE_MAX": "AddReduceMax", "RELU": "AddRelu",
     "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2",
-    "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape",
     "SIN": "AddSin", "SLICE": "AddSlice", "SOFTMAX": "AddSoftmax",
     "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
     "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQRT": "AddSqrt", "SQUARE": "AddSquare",

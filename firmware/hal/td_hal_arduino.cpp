@@ -33,6 +33,8 @@ static const uint32_t kUsbWaitMs = 2000;
 #define TD_DWT_CTRL_CYCCNTENA (1u << 0)
 #define TD_DWT_UNLOCK_KEY 0xC5ACCE55u
 
+/* The LAR unlock is needed on the Cortex-M7, whose DWT comes up software-locked; ARMv7-M makes the
+ * software lock optional and the write is ignored where it is not implemented. */
 static void enable_cycle_counter(void) {
     TD_DEMCR |= TD_DEMCR_TRCENA;
     TD_DWT_LAR = TD_DWT_UNLOCK_KEY;
