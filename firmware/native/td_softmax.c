@@ -38,8 +38,9 @@ static int32_t reciprocal(int32_t sum, int sum_int_bits, int *bits_over_unit)
 /* exp(beta * input_scale * diff) in Q0.31 for diff_min <= diff <= 0. */
 static int32_t exp_of_diff(const td_softmax_params_t *params, int32_t diff)
 {
-    const int32_t scaled = td_fx_mul(diff * ((int32_t)1 << params->input_left_shift),
-                                     params->input_multiplier);
+    /* With a non-negative shift this is TFLM's MultiplyByQuantizedMultiplierGreaterThanOne. */
+    const int32_t scaled = td_fx_multiply_by_quantized_multiplier(
+        diff, params->input_multiplier, (int)params->input_left_shift);
     return td_fx_exp_on_negative_values(scaled, TD_SCALED_DIFF_INT_BITS);
 }
 

@@ -82,7 +82,10 @@ def softmax_params(
     :class:`ModelError` for an output quantization TFLM's Prepare would also reject.
     """
     del input_zero_point
-    if output_zero_point != SOFTMAX_OUTPUT_ZERO_POINT or np.float32(output_scale) != SOFTMAX_OUTPUT_SCALE:
+    if (
+        output_zero_point != SOFTMAX_OUTPUT_ZERO_POINT
+        or np.float32(output_scale) != SOFTMAX_OUTPUT_SCALE
+    ):
         raise ModelError(
             f"int8 SOFTMAX output is quantized with scale {output_scale} and zero point "
             f"{output_zero_point}, but only scale 1/256 and zero point -128 are supported",
@@ -93,12 +96,13 @@ def softmax_params(
         _f32(beta) * _f32(input_scale) * (1 << (31 - SOFTMAX_SCALED_DIFF_INT_BITS)),
         float(INT32_MAX),
     )
-    multiplier, left_shift = quantize_multiplier(real)
-    if left_shift < 0:
+    if real <= 1.0:  # TFLM's QuantizeMultiplierGreaterThanOne aborts here
         raise ModelError(
-            f"SOFTMAX input scale {input_scale} times beta {beta} is too small for TFLM's int8 kernel",
+            f"SOFTMAX input scale {input_scale} times beta {beta} is at most 2^-26, too small for "
+            "TFLM's int8 kernel",
             "quantize the softmax input with a larger range",
         )
+    multiplier, left_shift = quantize_multiplier(real)
     diff_min = -calculate_input_radius(SOFTMAX_SCALED_DIFF_INT_BITS, left_shift)
     return {
         "c_struct_name": "td_softmax_params_t",
@@ -137,7 +141,10 @@ def logistic_params(
             f"int8 LOGISTIC output zero point is {output_zero_point}, but only -128 is supported",
             "re-convert the model with the TFLite converter, which emits exactly that",
         )
-    return {"c_struct_name": "td_logistic_params_t", **_sigmoid_input_params(input_scale, input_zero_point)}
+    return {
+        "c_struct_name": "td_logistic_params_t",
+        **_sigmoid_input_params(input_scale, input_zero_point),
+    }
 
 
 def tanh_params(
@@ -149,7 +156,10 @@ def tanh_params(
     the output quantization is not checked.
     """
     del output_scale, output_zero_point
-    return {"c_struct_name": "td_tanh_params_t", **_sigmoid_input_params(input_scale, input_zero_point)}
+    return {
+        "c_struct_name": "td_tanh_params_t",
+        **_sigmoid_input_params(input_scale, input_zero_point),
+    }
 
 
 def downscale_multiplier_to_int16(multiplier: int) -> int:
@@ -177,7 +187,9 @@ def hard_swish_params(
             f"HARD_SWISH input scale {input_scale} is over 128x its output scale {output_scale}",
             "TFLM rejects this too; re-quantize the model",
         )
-    reluish_multiplier, reluish_exponent = quantize_multiplier(float(hires_input_scale / reluish_scale))
+    reluish_multiplier, reluish_exponent = quantize_multiplier(
+        float(hires_input_scale / reluish_scale)
+    )
     return {
         "c_struct_name": "td_hard_swish_params_t",
         "input_zero_point": int(input_zero_point),
@@ -187,3 +199,12 @@ def hard_swish_params(
         "output_multiplier_fixedpoint_int16": downscale_multiplier_to_int16(output_multiplier),
         "reluish_multiplier_fixedpoint_int16": downscale_multiplier_to_int16(reluish_multiplier),
     }
+
+
+def c_initializer(params: dict) -> str:
+    """The params dict as a C99 designated initializer for its struct, e.g. for ``model.c``:
+    ``static const td_softmax_params_t p = {.input_multiplier = 1077952640, ...};``"""
+    fields = ", ".join(
+        f".{name} = {int(value)}" for name, value in params.items() if name != "c_struct_name"
+    )
+    return "{" + fields + "}"
