@@ -9,7 +9,8 @@ digits or sine model in int8 shares these. Names say what you get:
 - ``converted_digits`` / ``converted_sine``: just the int8 ``.tflite`` bytes;
 - ``digits_int8_path``: those bytes written to a ``digits_int8.tflite`` file;
 - ``digits_float_tflite`` / ``digits_hybrid_tflite``: paths of a float and of a dynamic-range
-  (hybrid) ``.tflite`` of the digits model, made with TensorFlow's converter.
+  (hybrid) ``.tflite`` of the digits model, made with TensorFlow's converter;
+- ``digits_saved_model``: the path of a SavedModel folder exported from the digits model.
 """
 
 from __future__ import annotations
@@ -113,4 +114,14 @@ def digits_float_tflite(digits_model, tmp_path_factory):
 def digits_hybrid_tflite(digits_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("digits") / "digits_hybrid.tflite"
     path.write_bytes(_tflite_of(digits_model.keras_model, dynamic_range=True))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_saved_model(digits_model, tmp_path_factory):
+    from tinydeploy.loading import quiet
+
+    path = tmp_path_factory.mktemp("digits") / "digits_saved_model"
+    with quiet():
+        digits_model.keras_model.export(path, verbose=False)
     return path

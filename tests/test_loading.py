@@ -54,13 +54,10 @@ def test_classify_tells_float_hybrid_and_int8_apart(digits_float_tflite, digits_
     assert classify_tflite(converted_digits) == "int8"
 
 
-def test_saved_model_folder_loads(digits_model, tmp_path):
-    from tinydeploy.loading import quiet
-
-    with quiet():
-        digits_model.keras_model.export(tmp_path / "digits_sm", verbose=False)
-    model = load_model(tmp_path / "digits_sm")
-    assert (model.kind, model.name, model.input_shape) == ("saved_model", "digits_sm", (8, 8, 1))
+def test_saved_model_folder_loads(digits_saved_model):
+    model = load_model(digits_saved_model)
+    assert (model.kind, model.name, model.input_shape) == ("saved_model", "digits_saved_model",
+                                                           (8, 8, 1))
 
 
 # --------------------------------------------------------------------------- models that don't
@@ -118,6 +115,7 @@ def test_h5_that_is_not_hdf5(tmp_path):
     assert "not an HDF5 file" in one_line_error(excinfo)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3 internals on save_weights
 def test_h5_with_weights_only(digits_model, tmp_path):
     path = tmp_path / "digits.weights.h5"
     digits_model.keras_model.save_weights(path)
@@ -132,6 +130,36 @@ def test_keras_file_that_is_not_a_zip(tmp_path):
     with pytest.raises(InputError) as excinfo:
         load_model(path)
     assert "not a Keras 3 model file" in one_line_error(excinfo)
+
+
+def test_truncated_keras_and_h5_files(tmp_path):
+    keras_file, h5_file = tmp_path / "cut.keras", tmp_path / "cut.h5"
+    keras_file.write_bytes((EXAMPLES / "digits" / "digits.keras").read_bytes()[:20_000])
+    h5_file.write_bytes((MLPERF / "ad01.h5").read_bytes()[:100_000])
+    with pytest.raises(InputError) as excinfo:
+        load_model(keras_file)
+    assert "damaged .keras archive" in one_line_error(excinfo)
+    with pytest.raises(InputError) as excinfo:
+        load_model(h5_file)
+    assert "damaged HDF5 file" in one_line_error(excinfo)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3 internals on save
+def test_keras_file_with_a_layer_keras_does_not_know(tmp_path):
+    import keras
+
+    @keras.saving.register_keras_serializable(package="tinydeploy_test")
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    path = tmp_path / "custom.keras"
+    keras.Sequential([keras.Input((3,)), Twice(), keras.layers.Dense(2)]).save(path)
+    keras.saving.get_custom_objects().pop("tinydeploy_test>Twice")  # as in a fresh process
+    with pytest.raises(ModelError) as excinfo:
+        load_model(path)
+    assert "a custom layer?" in one_line_error(excinfo)
+    assert "model.export" in excinfo.value.fix
 
 
 # --------------------------------------------------------------------------- samples

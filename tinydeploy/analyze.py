@@ -59,6 +59,7 @@ class Analysis:
     activation_bytes_max: int         # largest single activation tensor
     tflm_missing: list[str] = field(default_factory=list)     # ops TFLM has no kernel for
     tflm_too_new: list[str] = field(default_factory=list)     # "OP vN (max vM)"
+    per_channel_fully_connected: bool = False
 
     @property
     def op_counts(self) -> dict[str, int]:
@@ -122,7 +123,10 @@ def analyze(model: bytes | tflite.Model) -> Analysis:
         note = f"{op.opcode} v{op.version} (max v{limit})"
         if limit is not None and op.version > limit and note not in too_new:
             too_new.append(note)
-    return Analysis(model_bytes=len(m.raw), ops=ops,
+    per_channel_fc = any(op.opcode == "FULLY_CONNECTED" and op.inputs[1] >= 0
+                         and t[op.inputs[1]].quantization is not None
+                         and t[op.inputs[1]].quantization.per_channel for op in g.operators)
+    return Analysis(model_bytes=len(m.raw), ops=ops, per_channel_fully_connected=per_channel_fc,
                     inputs=[TensorSpec.of(x) for x in g.input_tensors()],
                     outputs=[TensorSpec.of(x) for x in g.output_tensors()],
                     tensor_count=len(t), weight_bytes=sum(x.nbytes for x in constants),

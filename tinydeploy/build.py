@@ -17,7 +17,7 @@ from tinydeploy.boards import BoardProfile, load_board
 from tinydeploy.check import RUNTIMES, CheckResult, Measured, check, measure
 from tinydeploy.errors import InputError
 from tinydeploy.memory import arena_with_margin
-from tinydeploy.render import ModelSources, render_model_sources, staged_output
+from tinydeploy.render import ModelSources, staged_output
 
 MANIFEST = "tinydeploy.json"
 
@@ -48,7 +48,8 @@ def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: 
     random_calib = calib == "random"
     samples = None
     if calib and not random_calib:
-        samples = load_samples(calib, input_shape=loaded.input_shape, limit=calib_samples)
+        samples = load_samples(calib, input_shape=loaded.input_shape, limit=calib_samples,
+                               what="calibration samples")
     quantized = quantize(loaded, samples, io=io, calib_samples=calib_samples,
                          random_calib=random_calib)
     analysis = analyze(quantized.tflite)
@@ -57,7 +58,8 @@ def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: 
         from tinydeploy.evaluate import evaluate
 
         accuracy = evaluate(loaded, quantized.tflite,
-                            load_samples(eval_data, input_shape=loaded.input_shape))
+                            load_samples(eval_data, input_shape=loaded.input_shape,
+                                         what="evaluation samples"))
     return Prepared(loaded.name, Path(model_path), quantized, analysis,
                     measure(quantized.tflite, analysis), accuracy)
 

@@ -99,6 +99,12 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
     a = measured.analysis
     ops = a.distinct_ops
     warnings = [f"op version newer than the pinned TFLM supports: {v}" for v in a.tflm_too_new]
+    if a.per_channel_fully_connected:
+        # TFLM before ~2024-09 applied channel 0's scale to every channel of a per-channel
+        # FULLY_CONNECTED (silently wrong), later releases refuse it; the pinned libraries are 2023.
+        warnings.append("FULLY_CONNECTED has per-channel weights, which the pinned 2023 TFLM "
+                        "libraries compute wrongly; re-quantize with tinydeploy (per-tensor dense "
+                        "weights) or use --runtime native")
     if runtime == "tflm":
         unsupported = list(a.tflm_missing)
         arena = measured.tflm.total if measured.tflm else 0

@@ -146,7 +146,7 @@ def _print_build(result) -> None:
 
     p, c = result.prepared, result.check
     q = p.quantization
-    for w in q.warnings:
+    for w in [*q.warnings, *c.warnings]:
         status(f"warning: {w}")
     click.echo(f"model      {p.name}: {len(p.model_bytes):,} B int8 .tflite, "
                f"{len(p.analysis.ops)} ops, {p.analysis.total_macs:,} MACs")
@@ -181,6 +181,8 @@ def check(model, calib, calib_samples, io, board, runtime, as_json):
     boards = _boards(board)
     prepared = _prepare(model, calib, calib_samples, io)
     results = [run_check(prepared.measured, b, runtime) for b in boards]
+    for w in dict.fromkeys(w for r in results for w in r.warnings):
+        status(f"warning: {w}")
     if as_json:
         emit_json(results[0].to_dict() if board != "all" else [r.to_dict() for r in results])
     elif board == "all":

@@ -67,7 +67,10 @@ def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
 
 def random_samples(input_shape, count: int, *, seed: int = 0) -> Samples:
     """Uniform noise in [0, 1) shaped like the input: only for smoke tests, never for accuracy."""
-    shape = tuple(max(int(d), 1) for d in input_shape)
+    shape = tuple(int(d) for d in input_shape)
+    if any(d < 0 for d in shape):
+        raise InputError(f"the model input {shape} has axes of unknown size (-1), which random "
+                         "calibration cannot guess", "pass --calib with real samples")
     x = np.random.default_rng(seed).random((count, *shape), dtype=np.float32)
     return Samples(x=x, y=None, source="random")
 

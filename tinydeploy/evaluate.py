@@ -14,13 +14,14 @@ and, with targets given, both models' RMSE against the targets.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from tinydeploy import tflite
 from tinydeploy.data import Samples
-from tinydeploy.errors import ModelError
+from tinydeploy.errors import InputError
 from tinydeploy.loading import FULL_INT8, LoadedModel, quiet, serving_signature, tensorflow
 from tinydeploy.quantize import TensorQuantization
 
@@ -166,6 +167,8 @@ def float_outputs(model: LoadedModel, x: np.ndarray) -> tuple[str | None, np.nda
             out, reference = _saved_model_outputs(tf, model, x), "the SavedModel"
         else:
             out, reference = _float_tflite_outputs(tf, model.tflite, x), "the float .tflite"
+    if isinstance(out, dict):  # named outputs: the first by name, as for a SavedModel
+        out = out[sorted(out)[0]]
     if isinstance(out, (list, tuple)):
         out = out[0]
     return reference, np.asarray(out, dtype=np.float32)
@@ -183,7 +186,9 @@ def _saved_model_outputs(tf, model: LoadedModel, x: np.ndarray) -> np.ndarray:
 
 def _float_tflite_outputs(tf, data: bytes, x: np.ndarray) -> np.ndarray:
     resolver = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = tf.lite.Interpreter(model_content=data, experimental_op_resolver_type=resolver)
+    with warnings.catch_warnings():  # its deprecation notice points users at another package
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=data, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     in_index = interpreter.get_input_details()[0]["index"]
     out_index = interpreter.get_output_details()[0]["index"]
@@ -234,7 +239,7 @@ def _label_classes(labels, classes: int, samples: int) -> np.ndarray | None:
         return np.argmax(labels, axis=1)
     flat = labels.reshape(samples, -1)
     if flat.shape[1] != 1:
-        raise ModelError(f"eval labels have shape {labels.shape[1:]} per sample but the model "
+        raise InputError(f"eval labels have shape {labels.shape[1:]} per sample but the model "
                          f"scores {classes} classes",
                          "give one class index (or one one-hot row) per sample in 'y'")
     return flat[:, 0].astype(np.int64)

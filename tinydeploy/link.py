@@ -128,6 +128,10 @@ class FrameDecoder:
             del self._buf[:end]
             return Frame(type_, seq, body[4:])
 
+    def clear(self) -> None:
+        """Forget buffered bytes (a partial frame that will never complete)."""
+        self._buf.clear()
+
     def _reject(self) -> None:
         del self._buf[:1]
         self.rejected += 1
@@ -267,6 +271,9 @@ class DeviceLink:
             self._write(encode_frame(req, self._seq, payload))
             frame = self._await(self._seq, time.monotonic() + timeout)
             if frame is None:
+                # A corrupted length field can leave a phantom frame waiting to swallow the
+                # real replies; whatever is buffered belongs to an abandoned attempt anyway.
+                self._decoder.clear()
                 continue
             if frame.type == RSP_OK:
                 return frame.payload

@@ -20,14 +20,14 @@ import contextlib
 import os
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 
 from tinydeploy import tflite
-from tinydeploy.errors import InputError, ModelError
+from tinydeploy.errors import InputError, ModelError, ToolMissingError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -69,8 +69,12 @@ def tensorflow():
     """Import TensorFlow with its C++ and absl logging turned down to errors only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    with quiet():
-        import tensorflow as tf
+    try:
+        with quiet():
+            import tensorflow as tf
+    except ImportError:
+        raise ToolMissingError("TensorFlow is not installed; loading and quantizing models needs it",
+                               "pip install 'tensorflow==2.21.*' tf-keras") from None
     try:
         import absl.logging
         absl.logging.set_verbosity(absl.logging.ERROR)
@@ -151,7 +155,7 @@ def classify_tflite(model: bytes | tflite.Model) -> str:
         activation_types |= activations
     compute_types = activation_types - _INDEX_TYPES
     if not compute_types:
-        return FLOAT if not graph.operators else "other"
+        return "other"
     if compute_types <= _FLOAT_TYPES:
         return FLOAT
     if compute_types == {"INT8"}:
@@ -210,43 +214,52 @@ def _without_batch(shape) -> tuple[int, ...]:
 def _load_keras(path: Path) -> LoadedModel:
     if path.suffix.lower() in (".h5", ".hdf5"):
         _check_hdf5_holds_model(path)
-    elif not _is_zip(path):
-        raise InputError(f"{path} is not a Keras 3 model file (a .keras file is a zip archive)",
-                         "save the model with model.save('name.keras')")
+    else:
+        _check_keras_archive(path)
     tensorflow()
     with quiet():
         import keras
-    errors = []
     try:
         with quiet():
             model = keras.models.load_model(path, compile=False)
         flavor = "keras"
     except Exception as exc:  # noqa: BLE001 - Keras raises many types; all mean "cannot load"
-        errors.append(first_line(exc))
-        model, flavor = _load_with_tf_keras(path, errors), "tf_keras"
+        model, flavor = _load_with_tf_keras(path, _keras_reason(exc)), "tf_keras"
     shapes = [_without_batch(t.shape) for t in model.inputs]
     return LoadedModel(kind="keras", name=path.stem, path=path, input_shapes=shapes,
                        keras_model=model, keras_flavor=flavor)
 
 
-def _load_with_tf_keras(path: Path, errors: list[str]):
+def _load_with_tf_keras(path: Path, keras3_reason: str):
     """Second chance for Keras-2-era files that Keras 3 rejects; ``.keras`` files are Keras 3 only."""
     if path.suffix.lower() == ".keras":
-        raise ModelError(f"Keras cannot load {path}: {errors[0]}", _CUSTOM_LAYER_FIX)
+        raise ModelError(f"Keras cannot load {path}: {keras3_reason}", _CUSTOM_LAYER_FIX)
     try:
         with quiet():
             import tf_keras
             return tf_keras.models.load_model(path, compile=False)
     except ImportError:
-        raise ModelError(f"Keras 3 cannot load {path} ({errors[0]})",
+        raise ModelError(f"Keras 3 cannot load {path}: {keras3_reason}",
                          "install tf-keras (pip install tf-keras) to load Keras 2 files") from None
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"neither Keras 3 nor tf_keras can load {path}: {first_line(exc)}",
+        raise ModelError(f"neither Keras 3 nor tf_keras can load {path}: {_keras_reason(exc)}",
                          _CUSTOM_LAYER_FIX) from None
 
 
-_CUSTOM_LAYER_FIX = ("if it uses custom layers, export a SavedModel from your training code "
-                     "(model.export('folder')) and pass the folder")
+_UNKNOWN_OBJECT_HINTS = ("could not be deserialized", "unknown layer", "could not locate",
+                         "custom_objects")
+
+
+def _keras_reason(exc: BaseException) -> str:
+    """Keras' reason in a few words; its messages about unknown classes run to paragraphs."""
+    text = str(exc).lower()
+    if any(hint in text for hint in _UNKNOWN_OBJECT_HINTS):
+        return "it uses a layer or object this Keras does not know (a custom layer?)"
+    return first_line(exc)
+
+
+_CUSTOM_LAYER_FIX = ("for custom layers, export a SavedModel where their code lives, with "
+                     "model.export('folder'), and pass that folder")
 
 
 def _check_hdf5_holds_model(path: Path) -> None:
@@ -265,9 +278,16 @@ def _check_hdf5_holds_model(path: Path) -> None:
                          "save the whole model with model.save(), not model.save_weights()")
 
 
-def _is_zip(path: Path) -> bool:
+def _check_keras_archive(path: Path) -> None:
+    """A .keras file is a zip archive; say so plainly before Keras says something stranger."""
     with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        raise InputError(f"{path} is not a Keras 3 model file (a .keras file is a zip archive)",
+                         "save the model with model.save('name.keras')")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path} is a damaged .keras archive (truncated?)",
+                         "copy or save the model again")
 
 
 def _load_saved_model(path: Path) -> LoadedModel:

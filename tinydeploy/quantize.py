@@ -1,14 +1,21 @@
 """Full-int8 post-training quantization: the model in, the int8 ``.tflite`` bytes out.
 
-What TFLM's int8 kernels run is a model whose every op computes on int8 activations with
-per-channel int8 weights and int32 biases. We ask TensorFlow's converter for exactly that
-(``optimizations=DEFAULT``, a representative dataset, ``TFLITE_BUILTINS_INT8`` only, int8 input
-and output tensors unless ``io="float"``) and then check the result with
-:func:`~tinydeploy.loading.classify_tflite` instead of trusting it.
+What TFLM's int8 kernels run is a model whose every op computes on int8 activations with int8
+weights and int32 biases. We ask TensorFlow's converter for exactly that (``optimizations=DEFAULT``,
+a representative dataset, ``TFLITE_BUILTINS_INT8`` only, int8 input and output tensors unless
+``io="float"``) and then check the result with :func:`~tinydeploy.loading.classify_tflite`
+instead of trusting it.
 
-Keras and SavedModel inputs are traced with a batch of 1: a model traced with a dynamic batch
-gets SHAPE/STRIDED_SLICE/PACK ops in front of every Flatten, which cost flash and arena on a
-microcontroller for nothing.
+Weights are per-channel for convolutions (the converter's default) but per-tensor for
+FULLY_CONNECTED: since 2024 the converter makes dense layers per-channel too, and TFLM only
+supports that from September 2024 on (tflite-micro PR 2673). Older TFLM builds, such as the
+Arduino libraries boards pin, fail on such models or (before May 2024) silently use the first
+channel's scale for every channel. Per-tensor dense weights run correctly on every TFLM and
+keep the flatbuffer smaller (no per-channel scale and zero-point arrays).
+
+Keras and SavedModel inputs are traced with a batch of 1 and the calibration samples' shape: a
+model traced with a dynamic batch gets SHAPE/STRIDED_SLICE/PACK ops in front of every Flatten,
+which cost flash and arena on a microcontroller for nothing.
 
 A ready ``.tflite``:
 
@@ -108,7 +115,7 @@ def quantize(model: LoadedModel, calib: Samples | None, *, io: str = "int8",
             if model.kind == "tflite":
                 data = _requantize_float_tflite(tf, model.tflite, dataset, io)
             else:
-                data = _convert_model(tf, model, dataset, io)
+                data = _convert_model(tf, model, calib.x.shape[1:], dataset, io)
         except Exception as exc:  # noqa: BLE001 - the converter raises many types
             failure = exc
         else:
@@ -148,7 +155,7 @@ def _refuse_unquantizable(model: LoadedModel) -> None:
             f"{model.path} mixes int8 and float ops (integer quantization with float fallback); "
             "TFLM runs the int8 kernels only",
             "quantize the original Keras/SavedModel model with tinydeploy (full-int8, no fallback)")
-    raise ModelError(f"{model.path} is a {kind} model; tinydeploy deploys full-int8 models",
+    raise ModelError(f"{model.path} is a model of kind '{kind}'; tinydeploy deploys full-int8 models",
                      "pass the float Keras/SavedModel/.tflite model and calibration data")
 
 
@@ -159,7 +166,7 @@ def _calibration_data(model: LoadedModel, calib: Samples | None, limit: int | No
         calib = random_samples(model.input_shape, limit or RANDOM_CALIB_SAMPLES)
         warnings.append(RANDOM_CALIB_WARNING)
     elif calib is None:
-        what = "a float .tflite" if model.kind == "tflite" else "the model"
+        what = f"the float .tflite {model.name}" if model.kind == "tflite" else model.name
         raise InputError(f"quantizing {what} to int8 needs calibration data",
                          "pass --calib samples.npz with a few hundred typical inputs, or --calib "
                          "random for a smoke test")
@@ -179,10 +186,13 @@ def _representative_dataset(calib: Samples):
     return generate
 
 
-def _convert_model(tf, model: LoadedModel, dataset, io: str) -> bytes:
-    """Convert a Keras or SavedModel model, traced with a batch of 1, to full-int8 TFLite."""
-    specs = [tf.TensorSpec((1, *[None if d < 0 else d for d in shape]), tf.float32)
-             for shape in model.input_shapes]
+def _convert_model(tf, model: LoadedModel, sample_shape, dataset, io: str) -> bytes:
+    """Convert a Keras or SavedModel model to full-int8 TFLite, traced with one sample's shape.
+
+    Tracing with the calibration samples' shape (and a batch of 1) also fixes any axis the model
+    leaves open, e.g. an image model built on ``Input((None, None, 3))``: TFLM needs fixed shapes.
+    """
+    specs = [tf.TensorSpec((1, *sample_shape), tf.float32)]
     if model.kind == "keras" and model.keras_flavor == "keras":
         # Keras 3's own export is the supported way into TensorFlow; it takes a fixed signature.
         with tempfile.TemporaryDirectory(prefix="tinydeploy-") as folder:
@@ -214,6 +224,7 @@ def _convert(tf, converter, dataset, io: str) -> bytes:
     io_type = tf.int8 if io == "int8" else tf.float32
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True  # see top
     return bytes(converter.convert())
 
 
@@ -226,6 +237,7 @@ def _requantize_float_tflite(tf, data: bytes, dataset, io: str) -> bytes:
     calibrated = calibrator.Calibrator(with_intermediates).calibrate(dataset)
     io_type = tf.int8 if io == "int8" else tf.float32
     return bytes(mlir_quantize(calibrated, disable_per_channel=False,
+                               disable_per_channel_for_dense_layers=True,
                                input_data_type=io_type, output_data_type=io_type))
 
 
@@ -242,10 +254,18 @@ def _result(data: bytes, name: str, warnings: list[str], *, calib_samples: int,
     parsed = tflite.parse(data, source=f"the quantized {name}")
     kind = classify_tflite(parsed)
     if kind != FULL_INT8:
-        raise ModelError(f"quantizing {name} gave a {kind} model, not full-int8",
-                         "some op has no int8 kernel in TFLite; replace it in the model")
+        ops = ", ".join(_ops_left_in_float(parsed.main)) or "some ops"
+        raise ModelError(f"quantizing {name} gave a {kind} model, not full-int8: {ops} stayed float",
+                         "TFLite has no int8 kernel for them; replace them in the model")
     graph = parsed.main
     return QuantizeResult(tflite=data, kind=kind,
                           inputs=[TensorQuantization.of(t) for t in graph.input_tensors()],
                           outputs=[TensorQuantization.of(t) for t in graph.output_tensors()],
                           warnings=warnings, calib_samples=calib_samples, calib_source=calib_source)
+
+
+def _ops_left_in_float(graph: tflite.Subgraph) -> list[str]:
+    """Names of the compute ops that still produce float outputs."""
+    return sorted({op.opcode for op in graph.operators
+                   if op.opcode not in ("QUANTIZE", "DEQUANTIZE")
+                   and any(graph.tensors[i].type_name.startswith("FLOAT") for i in op.outputs)})

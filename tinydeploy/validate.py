@@ -19,7 +19,10 @@ from tinydeploy.reference import Reference
 
 
 def quantize_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """Samples as the device's input tensor holds them: int8 passes through, float is quantized."""
+    """Samples as the device's input tensor holds them: int8 passes through, float is quantized
+    with the input's scale and zero point, rounding half away from zero like TFLM's QUANTIZE."""
+    from tinydeploy.evaluate import quantize_input as quantize_like_tflm
+
     x = np.asarray(x)
     if spec.dtype == "float32":
         return x.astype(np.float32)
@@ -28,9 +31,9 @@ def quantize_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer):
         raise InputError(f"samples are {x.dtype} but the model input is {spec.dtype}",
                          f"pass float samples (quantized for you) or {spec.dtype} samples")
-    info = np.iinfo(spec.dtype)
-    q = np.round(x.astype(np.float64) / spec.scale) + spec.zero_point
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    details = {"dtype": spec.dtype, "quantization_parameters": {
+        "scales": [spec.scale], "zero_points": [spec.zero_point]}}
+    return quantize_like_tflm(x, details)
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinydeploy import tflite
 from tinydeploy.native import emitter
+from tinydeploy.native.cgen import decl_bytes
 from tinydeploy.native.compiler import Program, TensorPlan, build_program, lowerings, unsupported_ops
 
 __all__ = ["SUPPORTED_OPS", "CompileResult", "NativeEstimate", "compile_model", "estimate"]
@@ -23,12 +24,12 @@ SUPPORTED_OPS: frozenset[str] = frozenset(lowerings())
 # .text + .rodata of each kernel family, arm-none-eabi-gcc 12.2 -Os -mcpu=cortex-m4 -mthumb
 # (measured by tests/native/test_estimate.py, which fails when these drift by more than 25%).
 KERNEL_FLASH_BYTES = {
-    "td_conv": 300, "td_depthwise": 300, "td_fully_connected": 150, "td_pool": 400,
-    "td_elementwise": 450, "td_mean": 250, "td_pad": 250, "td_concat": 60, "td_quantize": 250,
-    "td_softmax": 800, "td_activation": 800,
+    "td_conv": 516, "td_depthwise": 464, "td_fully_connected": 272, "td_pool": 578,
+    "td_elementwise": 444, "td_mean": 324, "td_pad": 242, "td_concat": 62, "td_quantize": 416,
+    "td_softmax": 238, "td_activation": 1144,
 }
-# Per op: the kernel call and its parameter struct, roughly.
-OP_FLASH_BYTES = 110
+# Per op: the kernel call in td_model_invoke, roughly (parameters are counted from the C).
+OP_CALL_FLASH_BYTES = 24
 
 
 @dataclass
@@ -86,7 +87,8 @@ def estimate(model_bytes: bytes) -> NativeEstimate:
                               unsupported_ops=missing)
     program = build_program(model)
     weights = _weights_bytes(program)
-    code = sum(KERNEL_FLASH_BYTES.get(f, 500) for f in program.families)
-    code += OP_FLASH_BYTES * len(program.steps)
+    code = sum(KERNEL_FLASH_BYTES[f] for f in emitter.kernel_families(program.families))
+    code += sum(OP_CALL_FLASH_BYTES + sum(decl_bytes(d) for d in lowered.decls)
+                for _, lowered in program.steps if lowered.family is not None)
     return NativeEstimate(arena_bytes=program.arena.size, flash_bytes=weights + code,
                           weights_bytes=weights, unsupported_ops=[])

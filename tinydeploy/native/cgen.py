@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -42,3 +43,23 @@ def _c_number(v: object) -> str:
     if iv == -(1 << 31):
         return "(-2147483647 - 1)"  # INT32_MIN has no literal of type int
     return str(iv)
+
+
+_SIZEOF = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8}
+_ARRAY_DECL = re.compile(r"^(?:static )?const (\w+) \w+\[(\d+)\]", re.M)
+
+
+def decl_bytes(decl: str) -> int:
+    """Approximate flash bytes of one definition made by c_array / c_struct (4 per struct field,
+    flattening nested braces)."""
+    m = _ARRAY_DECL.match(decl)
+    if m:
+        return _SIZEOF.get(m.group(1), 4) * int(m.group(2))
+    fields = [line for line in decl.splitlines() if line.startswith("    .")]
+    return 4 * sum(max(1, line.count(",") if "{" in line else 1) for line in fields)
+
+
+def comment_text(text: str, limit: int = 120) -> str:
+    """Text safe inside a C comment: no comment terminator, no newlines, bounded length."""
+    safe = " ".join(str(text).split()).replace("*/", "* /").replace("/*", "/ *")
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."

@@ -15,7 +15,8 @@ from tinydeploy import tflite
 from tinydeploy.errors import ModelError, UnsupportedOpError
 from tinydeploy.native import activations
 from tinydeploy.native import ops as native_ops
-from tinydeploy.native.planner import ArenaPlan, plan_arena
+from tinydeploy.native import qparams
+from tinydeploy.native.planner import ALIGNMENT, ArenaPlan, Overlap, plan_arena
 
 C_TYPES = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float", "INT16": "int16_t",
            "UINT8": "uint8_t", "INT64": "int64_t"}
@@ -47,7 +48,9 @@ class Program:
 
     @property
     def ops_used(self) -> list[str]:
-        return sorted({op.opcode for op, _ in self.steps})
+        """Opcodes that run (or alias) on the device; removed shape arithmetic is not listed."""
+        return sorted({op.opcode for op, lowered in self.steps
+                       if lowered.family is not None or op.opcode in native_ops.ALIAS_OPS})
 
 
 def lowerings() -> dict:
@@ -55,10 +58,44 @@ def lowerings() -> dict:
     return {**native_ops.LOWERINGS, **activations.LOWERINGS}
 
 
+# Integer ops that only ever compute tensor shapes (Keras 3 emits SHAPE -> STRIDED_SLICE -> PACK
+# -> RESHAPE for a Flatten/Reshape). With every shape static they are dead code on the device.
+SHAPE_ARITHMETIC_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION", "GATHER",
+                                  "CAST", "SLICE", "SQUEEZE", "EXPAND_DIMS", "RESHAPE"})
+
+
+def shape_only_ops(graph: tflite.Subgraph) -> set[int]:
+    """Ops whose outputs feed nothing but RESHAPE's (ignored) new-shape input.
+
+    RESHAPE takes its output shape from the flatbuffer's static output tensor, so the ops that
+    compute the new-shape operand at run time can be dropped. Only integer ops are considered,
+    and never one producing a model output.
+    """
+    consumers: dict[int, list[tuple[int, int]]] = {}
+    for op in graph.operators:
+        for pos, idx in enumerate(op.inputs):
+            if idx >= 0:
+                consumers.setdefault(idx, []).append((op.index, pos))
+    outputs = set(graph.outputs)
+    dead: set[int] = set()
+    for op in reversed(graph.operators):  # consumers come after producers
+        if op.opcode not in SHAPE_ARITHMETIC_OPS or any(o in outputs for o in op.outputs):
+            continue
+        if any(graph.tensors[o].type_name not in ("INT32", "INT64") for o in op.outputs):
+            continue
+        uses = [u for o in op.outputs for u in consumers.get(o, [])]
+        if all(c in dead or (graph.operators[c].opcode == "RESHAPE" and pos == 1)
+               for c, pos in uses):
+            dead.add(op.index)
+    return dead
+
+
 def unsupported_ops(model: tflite.Model) -> list[str]:
     """Op names in the model that the native runtime has no kernel for (by name only)."""
     table = lowerings()
-    return sorted({op.opcode for op in model.main.operators if op.opcode not in table})
+    dead = shape_only_ops(model.main)
+    return sorted({op.opcode for op in model.main.operators
+                   if op.opcode not in table and op.index not in dead})
 
 
 class _Context:
@@ -83,8 +120,11 @@ class _Context:
         return f"(({ctype} *)(void *)(TD_ARENA + {offset}))"
 
 
-def _lifetimes(graph: tflite.Subgraph) -> tuple[dict[int, int], dict[int, list[int]], dict[int, int]]:
-    """Sizes and use times of activation tensors, and the alias map of RESHAPE-like ops."""
+def _lifetimes(graph: tflite.Subgraph, dead: set[int]
+               ) -> tuple[dict[int, int], dict[int, list[int]], dict[int, int]]:
+    """Sizes and use times of activation tensors, and the alias map of RESHAPE-like ops.
+
+    Dead (shape-only) ops and RESHAPE's new-shape operand occupy no memory."""
     n_ops = len(graph.operators)
     sizes: dict[int, int] = {}
     uses: dict[int, list[int]] = {}
@@ -100,7 +140,10 @@ def _lifetimes(graph: tflite.Subgraph) -> tuple[dict[int, int], dict[int, list[i
     for idx in graph.inputs:
         touch(idx, -1)
     for op in graph.operators:
-        for idx in op.inputs:
+        if op.index in dead:
+            continue
+        data_inputs = op.inputs[:1] if op.opcode in native_ops.ALIAS_OPS else op.inputs
+        for idx in data_inputs:
             if idx >= 0:
                 touch(idx, op.index)
         for idx in op.outputs:
@@ -110,6 +153,60 @@ def _lifetimes(graph: tflite.Subgraph) -> tuple[dict[int, int], dict[int, list[i
     for idx in graph.outputs:
         touch(idx, n_ops)
     return sizes, uses, aliases
+
+
+# Kernels that write output element i only after their last read of input element i (and read
+# nothing before it afterwards), so the output may start exactly at the dying input.
+ELEMENTWISE_IN_PLACE = frozenset({"ADD", "MUL", "LOGISTIC", "TANH", "HARD_SWISH", "QUANTIZE"})
+# Kernels that stream NHWC output pixels in raster order from a sliding window.
+WINDOW_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+
+
+def window_gap(op, inp, out, kernel_hw: tuple[int, int]) -> int:
+    """Bytes an output must start before the input it overwrites, for a window op.
+
+    Output pixel p (raster order, all its channels) is written while its window is still being
+    read; the earliest input byte any remaining window reads is at L(p) = (y0 * W + x0) * C with
+    (y0, x0) the window origin clamped to the image. So writing pixel p's bytes is safe when
+    out_start + (p + 1) * out_c <= in_start + L(p); the gap is the largest shortfall.
+    """
+    _, ih, iw, ic = inp.shape
+    _, oh, ow, oc = out.shape
+    o = op.options
+    kh, kw = kernel_hw
+    dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
+    ph = qparams.padding_before(o["padding"], ih, kh, o["stride_h"], dh)
+    pw = qparams.padding_before(o["padding"], iw, kw, o["stride_w"], dw)
+    y0 = np.maximum(0, np.arange(oh) * o["stride_h"] - ph)[:, None]
+    x0 = np.maximum(0, np.arange(ow) * o["stride_w"] - pw)[None, :]
+    earliest = (y0 * iw + x0) * ic
+    written = (np.arange(oh * ow).reshape(oh, ow) + 1) * oc
+    gap = int(max(0, (written - earliest).max()))
+    return (gap + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def _overlaps(graph: tflite.Subgraph, dead: set[int]) -> list[Overlap]:
+    """Output-over-input overlaps the kernels tolerate (see planner.Overlap)."""
+    found = []
+    for op in graph.operators:
+        if op.index in dead or not op.outputs:
+            continue
+        out = graph.tensors[op.outputs[0]]
+        if op.opcode in ELEMENTWISE_IN_PLACE:
+            for idx in op.inputs:
+                t = graph.tensors[idx] if idx >= 0 else None
+                if t is not None and t.data is None and tuple(t.shape) == tuple(out.shape):
+                    found.append(Overlap(op.index, op.outputs[0], idx, 0))
+        elif op.opcode in WINDOW_OPS:
+            inp = graph.tensors[op.inputs[0]]
+            if inp.data is None and len(inp.shape) == 4 and inp.shape[0] == 1:
+                if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                    kernel_hw = tuple(graph.tensors[op.inputs[1]].shape[1:3])
+                else:
+                    kernel_hw = (op.options["filter_height"], op.options["filter_width"])
+                found.append(Overlap(op.index, op.outputs[0], op.inputs[0],
+                                     window_gap(op, inp, out, kernel_hw)))
+    return found
 
 
 def _check_graph(model: tflite.Model) -> tflite.Subgraph:
@@ -137,13 +234,17 @@ def _check_graph(model: tflite.Model) -> tflite.Subgraph:
 def build_program(model: tflite.Model) -> Program:
     """Lower every op and plan the arena. Raises UnsupportedOpError naming any op it cannot run."""
     graph = _check_graph(model)
-    sizes, uses, aliases = _lifetimes(graph)
-    arena = plan_arena(sizes, uses, aliases)
+    dead = shape_only_ops(graph)
+    sizes, uses, aliases = _lifetimes(graph, dead)
+    arena = plan_arena(sizes, uses, aliases, _overlaps(graph, dead))
     ctx = _Context(graph, arena)
     table = lowerings()
     steps = []
     families: list[str] = []
     for op in graph.operators:
+        if op.index in dead:
+            steps.append((op, native_ops.Lowered(None, note="shape arithmetic, static: removed")))
+            continue
         lowered = table[op.opcode](ctx, op)
         steps.append((op, lowered))
         if lowered.family and lowered.family not in families:

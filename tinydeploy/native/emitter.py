@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydeploy.native.cgen import c_array
+from tinydeploy.native.cgen import c_array, comment_text
 from tinydeploy.native.compiler import C_TYPES, Program, constant_values
 from tinydeploy.resources import firmware_dir
 
@@ -27,15 +27,20 @@ def kernel_dir() -> Path:
     return firmware_dir() / "native"
 
 
-def kernel_files(families: list[str]) -> list[str]:
-    """File names (in firmware/native/) a program using these kernel families needs."""
+def kernel_families(families: list[str]) -> list[str]:
+    """The families used plus those they depend on, each once, in first-use order."""
     needed: list[str] = []
     for fam in families:
         for f in (fam, *FAMILY_DEPENDS.get(fam, ())):
             if f not in needed:
                 needed.append(f)
+    return needed
+
+
+def kernel_files(families: list[str]) -> list[str]:
+    """File names (in firmware/native/) a program using these kernel families needs."""
     files = list(COMMON_HEADERS)
-    for fam in needed:
+    for fam in kernel_families(families):
         files += [f"{fam}.h", f"{fam}.c"]
     return files
 
@@ -53,7 +58,7 @@ def _io_macros(program: Program, kind: str, indices: list[int]) -> list[str]:
         scale = float(t.scale) if t.quantization is not None else 0.0
         zp = t.zero_point if t.quantization is not None else 0
         lines += [
-            f"/* {kind.lower()} {i}: '{t.name}' */",
+            f"/* {kind.lower()} {i}: '{comment_text(t.name)}' */",
             f"#define {p}_TYPE TD_TYPE_{t.type_name}",
             f"#define {p}_RANK {len(t.shape)}",
             f"#define {p}_SHAPE {{{', '.join(str(d) for d in t.shape)}}}",
@@ -125,7 +130,7 @@ def _constants(program: Program) -> list[str]:
         values = constant_values(t)
         if t.type_name == "FLOAT32":
             values = [np.float32(v) for v in values]
-        out.append(f"/* '{t.name}' {list(t.shape)} */\n"
+        out.append(f"/* '{comment_text(t.name)}' {list(t.shape)} */\n"
                    + c_array(C_TYPES[t.type_name], cname, values))
     return out
 
@@ -145,7 +150,7 @@ def render_source(program: Program, name: str) -> str:
     calls = []
     for op, lowered in program.steps:
         if lowered.family is None:
-            calls.append(f"    /* op {op.index}: {op.opcode} (alias, no code) */")
+            calls.append(f"    /* op {op.index}: {op.opcode} ({lowered.note}) */")
         else:
             calls.append(f"    /* op {op.index}: {op.opcode} */\n    {lowered.call}")
     decls = [d for _, lowered in program.steps for d in lowered.decls]

@@ -25,9 +25,10 @@ MAX_DIMS = 6  # TD_ELEMENTWISE_MAX_DIMS / TD_MEAN_MAX_DIMS / TD_PAD_MAX_DIMS in 
 
 @dataclass
 class Lowered:
-    family: str | None                 # kernel family (file stem), None for aliases
+    family: str | None                 # kernel family (file stem), None when no code runs
     decls: list[str] = field(default_factory=list)
     call: str = ""
+    note: str = "alias, no code"       # C comment when family is None
 
 
 class Context(Protocol):
@@ -67,8 +68,9 @@ def _bias(ctx, op, index_in_inputs: int) -> str:
 
 
 def _multipliers(prefix: str, mults: list[int], shifts: list[int]) -> tuple[list[str], dict]:
+    """Per-channel requantization arrays (shifts fit int8: 5 flash bytes per channel)."""
     decls = [c_array("int32_t", f"{prefix}_multiplier", mults),
-             c_array("int32_t", f"{prefix}_shift", shifts)]
+             c_array("int8_t", f"{prefix}_shift", shifts)]
     fields = {"per_channel": int(len(mults) > 1), "multiplier": f"{prefix}_multiplier",
               "shift": f"{prefix}_shift"}
     return decls, fields

@@ -6,6 +6,11 @@ that reads them, both inclusive) do not overlap. Placement is TFLM's greedy-by-s
 (largest buffer first, at the lowest offset that clashes with no live neighbour), tried over a
 few orderings; the smallest arena wins. RESHAPE-like ops make their output an alias of their
 input: one buffer whose lifetime covers both tensors, and no copy.
+
+Beyond TFLM: an op that streams its output in order may write over the input it is consuming,
+when that input dies at this op. ``Overlap(op, out, inp, gap)`` says the output buffer may start
+up to ``gap`` bytes before the input and run over it (gap 0: elementwise, in place; a convolution
+needs the rows its remaining windows still read, see compiler.overlap_gap).
 """
 
 from __future__ import annotations
@@ -29,6 +34,16 @@ class Buffer:
         return self.first <= other.last and other.first <= self.last
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Op ``op`` may write tensor ``out`` starting >= ``gap`` bytes before tensor ``inp``."""
+
+    op: int
+    out: int
+    inp: int
+    gap: int
+
+
 @dataclass
 class ArenaPlan:
     """Where every activation tensor lives: ``offsets[tensor_index]`` in an arena of ``size``."""
@@ -36,6 +51,7 @@ class ArenaPlan:
     size: int
     offsets: dict[int, int]
     buffers: list[Buffer] = field(default_factory=list)
+    overlaps_used: list[Overlap] = field(default_factory=list)
 
 
 def _align(n: int) -> int:
@@ -43,8 +59,8 @@ def _align(n: int) -> int:
 
 
 def build_buffers(sizes: dict[int, int], uses: dict[int, list[int]],
-                  aliases: dict[int, int]) -> list[Buffer]:
-    """Group tensors into buffers.
+                  aliases: dict[int, int]) -> dict[int, Buffer]:
+    """Group tensors into buffers; returns tensor -> its buffer.
 
     sizes: activation tensor -> bytes; uses: tensor -> op indices touching it (with -1 for model
     inputs and num_ops for model outputs); aliases: output tensor -> input tensor it views.
@@ -57,29 +73,56 @@ def build_buffers(sizes: dict[int, int], uses: dict[int, list[int]],
     groups: dict[int, list[int]] = {}
     for t in sizes:
         groups.setdefault(root(t), []).append(t)
-    buffers = []
+    by_tensor: dict[int, Buffer] = {}
     for members in groups.values():
         times = [i for t in members for i in uses.get(t, [])]
         if not times:
             continue  # never read nor written: needs no memory
-        buffers.append(Buffer(tensors=sorted(members), size=_align(max(sizes[t] for t in members)),
-                              first=min(times), last=max(times)))
-    return buffers
+        buf = Buffer(tensors=sorted(members), size=_align(max(sizes[t] for t in members)),
+                     first=min(times), last=max(times))
+        for t in members:
+            by_tensor[t] = buf
+    return by_tensor
 
 
-def _place(buffers: list[Buffer]) -> int:
+def _valid_overlaps(by_tensor: dict[int, Buffer], overlaps: list[Overlap]
+                    ) -> dict[tuple[int, int], Overlap]:
+    """(id(out buffer), id(in buffer)) -> overlap, for those whose input really dies at the op
+    and whose output is really born there (aliases can stretch lifetimes)."""
+    valid = {}
+    for ov in overlaps:
+        out_b, in_b = by_tensor.get(ov.out), by_tensor.get(ov.inp)
+        if out_b is None or in_b is None or out_b is in_b:
+            continue
+        if in_b.last == ov.op and out_b.first == ov.op:
+            valid[(id(out_b), id(in_b))] = ov
+    return valid
+
+
+def _forbidden(buf: Buffer, other: Buffer, valid: dict) -> tuple[int, int]:
+    """Open interval of offsets for buf that would clash with the placed buffer other."""
+    ov = valid.get((id(buf), id(other)))
+    if ov is not None:   # buf is the output: may start at or before other.offset - gap
+        return other.offset - ov.gap, other.offset + other.size
+    ov = valid.get((id(other), id(buf)))
+    if ov is not None:   # buf is the input: must start at or after other.offset + gap
+        return other.offset - buf.size, other.offset + ov.gap
+    return other.offset - buf.size, other.offset + other.size
+
+
+def _place(order: list[Buffer], valid: dict) -> int:
     """Greedy placement in the given order; returns the arena size."""
     placed: list[Buffer] = []
-    for buf in buffers:
-        live = sorted((p for p in placed if p.overlaps_in_time(buf)), key=lambda p: p.offset)
-        offset = 0
-        for p in live:
-            if offset + buf.size <= p.offset:
-                break
-            offset = max(offset, p.offset + p.size)
-        buf.offset = offset
+    for buf in order:
+        intervals = [_forbidden(buf, p, valid) for p in placed if p.overlaps_in_time(buf)]
+        # Lowest free offset: 0, right after a neighbour, or right at the start of a clash zone
+        # (the latter is where an overlapping output sits snugly before its input).
+        edges = [hi for _, hi in intervals] + [lo for lo, _ in intervals if lo >= 0]
+        candidates = sorted({0, *(_align(e) for e in edges)})
+        buf.offset = next(c for c in candidates
+                          if not any(lo < c < hi for lo, hi in intervals))
         placed.append(buf)
-    return max((b.offset + b.size for b in buffers), default=0)
+    return max((b.offset + b.size for b in order), default=0)
 
 
 _ORDERINGS = (
@@ -87,18 +130,30 @@ _ORDERINGS = (
     lambda b: (b.first, -b.size),                       # in execution order
     lambda b: (-(b.size * (b.last - b.first + 1)), b.first),  # biggest area first
     lambda b: (-(b.last - b.first), -b.size),           # longest-lived first
+    lambda b: (-b.first, -b.size),                      # reverse execution order: an output
+    lambda b: (-b.size, -b.first),                      # is placed before the input it overlaps
 )
 
 
-def plan_arena(sizes: dict[int, int], uses: dict[int, list[int]],
-               aliases: dict[int, int]) -> ArenaPlan:
-    """Plan the arena, keeping the smallest of several greedy orderings."""
-    best: tuple[int, dict[int, int], list[Buffer]] | None = None
-    for key in _ORDERINGS:
-        buffers = build_buffers(sizes, uses, aliases)
-        size = _place(sorted(buffers, key=key))
-        if best is None or size < best[0]:
-            offsets = {t: b.offset for b in buffers for t in b.tensors}
-            best = (size, offsets, buffers)
+def plan_arena(sizes: dict[int, int], uses: dict[int, list[int]], aliases: dict[int, int],
+               overlaps: list[Overlap] | None = None) -> ArenaPlan:
+    """Plan the arena, keeping the smallest of several greedy orderings (with and without
+    the permitted overlaps, so allowing them can never make the plan worse)."""
+    best: ArenaPlan | None = None
+    for allowed in ([], list(overlaps or [])):
+        for key in _ORDERINGS:
+            by_tensor = build_buffers(sizes, uses, aliases)
+            buffers = list({id(b): b for b in by_tensor.values()}.values())
+            valid = _valid_overlaps(by_tensor, allowed)
+            size = _place(sorted(buffers, key=key), valid)
+            if best is None or size < best.size:
+                used = [ov for ov in valid.values()
+                        if _overlapping(by_tensor[ov.out], by_tensor[ov.inp])]
+                best = ArenaPlan(size=size, offsets={t: b.offset for t, b in by_tensor.items()},
+                                 buffers=buffers, overlaps_used=used)
     assert best is not None
-    return ArenaPlan(size=best[0], offsets=best[1], buffers=best[2])
+    return best
+
+
+def _overlapping(a: Buffer, b: Buffer) -> bool:
+    return a.offset < b.offset + b.size and b.offset < a.offset + a.size

@@ -77,9 +77,14 @@ def conv_multipliers(input_scale: float, filter_scales: np.ndarray,
 
 def fully_connected_multiplier(input_scale: float, filter_scale: float,
                                output_scale: float) -> tuple[int, int]:
-    """Per-tensor FULLY_CONNECTED: TFLM multiplies the two scales in float32 before widening."""
-    product = float(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / float(np.float32(output_scale)))
+    """Per-tensor FULLY_CONNECTED.
+
+    Some TFLM sources multiply the two scales in float32 before widening; the tflite_micro build
+    we are bit-exact with widens first (checked on ad01, where the float32 product changes one
+    output by one step), i.e. the same formula as the per-channel case.
+    """
+    mults, shifts = conv_multipliers(input_scale, np.array([filter_scale]), output_scale)
+    return mults[0], shifts[0]
 
 
 def ratio_multiplier(numerator_scale: float, denominator_scale: float) -> tuple[int, int]:

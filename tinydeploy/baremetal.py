@@ -1,0 +1,131 @@
+"""Build firmware for the emulated boards (QEMU) with ``arm-none-eabi-gcc``.
+
+One gcc call compiles the generated model sources (model.c, kernels, model_info.c), the protocol
+(``firmware/protocol/``) and the bare-metal board support (``firmware/baremetal/``: startup, SysTick
+clock, the board's UART, semihosting) and links them with a linker script rendered from
+``firmware/baremetal/link.ld.j2`` with the board profile's flash and RAM limits. A firmware that
+does not fit fails the link; the linker's "region overflowed" message becomes a
+:class:`~tinydeploy.errors.DoesNotFitError` naming the region and the bytes over.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+
+from tinydeploy.boards import BoardProfile
+from tinydeploy.errors import BuildError, DoesNotFitError, InputError, ToolMissingError
+from tinydeploy.resources import firmware_dir
+
+GCC = "arm-none-eabi-gcc"
+SIZE = "arm-none-eabi-size"
+
+UART_SOURCES = {"cmsdk": "uart_cmsdk.c", "stellaris": "uart_stellaris.c"}
+BOARD_SOURCES = ("startup.c", "semihost.c", "td_clock.c", "main.c")
+
+#: Frequency of the SysTick processor clock in each QEMU machine, measured against QEMU's virtual
+#: clock (under -icount shift=0 a known 2N-instruction loop lasts 2N ns): 25 MHz on mps2-an386
+#: (the AN386 system clock), 12.5 MHz on lm3s6965evb (QEMU's clock tree at the reset RCC value, not
+#: the 50 MHz the part can run at). tests/device/test_qemu.py::test_end_to_end re-checks both.
+SYSTICK_HZ = {"mps2-an386": 25_000_000, "lm3s6965evb": 12_500_000}
+
+_OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A linked firmware image and what it takes of the board's memory."""
+
+    elf: Path
+    flash_bytes: int  # code + rodata + the .data image
+    ram_bytes: int  # data + bss + the stack reserve
+
+
+def require_toolchain() -> str:
+    """Path of arm-none-eabi-gcc, or a ToolMissingError naming the Debian packages."""
+    path = shutil.which(GCC)
+    if path is None:
+        raise ToolMissingError(f"{GCC} is not installed",
+                               "install the Debian packages gcc-arm-none-eabi and libnewlib-arm-none-eabi")
+    return path
+
+
+def render_linker_script(board: BoardProfile) -> str:
+    """The board's linker script: its flash and RAM limits and stack reserve."""
+    qemu = _qemu_config(board)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(firmware_dir() / "baremetal"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template("link.ld.j2").render(
+        board_id=board.id, flash_origin=qemu.flash_origin, flash_bytes=qemu.flash_limit,
+        ram_origin=qemu.ram_origin, ram_bytes=qemu.ram_limit, stack_bytes=board.stack_bytes)
+
+
+def firmware_sources(board: BoardProfile) -> list[Path]:
+    """The hand-written C every emulated-board firmware needs besides the model."""
+    qemu = _qemu_config(board)
+    fw = firmware_dir()
+    return ([fw / "protocol" / "td_link.c"] + [fw / "baremetal" / name for name in BOARD_SOURCES]
+            + [fw / "baremetal" / UART_SOURCES[qemu.uart]])
+
+
+def build_firmware(board: BoardProfile, model_sources: Iterable[Path], out_dir: Path,
+                   include_dirs: Iterable[Path] = (), defines: Iterable[str] = ()) -> Firmware:
+    """Compile and link ``model_sources`` + protocol + board support into ``out_dir/firmware.elf``."""
+    gcc = require_toolchain()
+    qemu = _qemu_config(board)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    script = out_dir / "link.ld"
+    script.write_text(render_linker_script(board))
+    sources = [Path(s) for s in model_sources]
+    elf = out_dir / "firmware.elf"
+    fw = firmware_dir()
+    includes = [fw, fw / "protocol", fw / "baremetal", *{s.parent for s in sources}, *map(Path, include_dirs)]
+    cmd = [
+        gcc, *qemu.cpu_flags, "-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections",
+        f"-DTD_SYSTICK_HZ={SYSTICK_HZ[qemu.machine]}u", *(f"-D{d}" for d in defines),
+        *(f"-I{d}" for d in includes),
+        *map(str, sources), *map(str, firmware_sources(board)),
+        "--specs=nano.specs", "-nostartfiles", f"-T{script}", "-Wl,--gc-sections",
+        f"-Wl,-Map={out_dir / 'firmware.map'}", "-lm", "-o", str(elf),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise _link_error(board, result.stderr)
+    return Firmware(elf, *_image_sizes(elf))
+
+
+def _qemu_config(board: BoardProfile):
+    if board.qemu is None:
+        raise InputError(f"board {board.id} is not an emulated board",
+                         "bare-metal builds are for qemu-* boards; real boards build with PlatformIO")
+    return board.qemu
+
+
+def _link_error(board: BoardProfile, stderr: str) -> Exception:
+    overflows = {region: int(n) for region, n in _OVERFLOW.findall(stderr)}
+    if overflows:
+        limits = {"FLASH": board.qemu.flash_limit, "RAM": board.qemu.ram_limit}
+        parts = [f"{region} overflowed by {n:,} bytes (limit {limits.get(region, 0):,})"
+                 for region, n in sorted(overflows.items(), key=lambda kv: kv[0] != "RAM")]
+        err = DoesNotFitError(f"the firmware does not fit {board.id}: " + "; ".join(parts),
+                              "choose a board with more memory or a smaller model")
+        err.overflows = overflows  # region -> bytes over, for the memory verdict
+        return err
+    lines = [ln for ln in stderr.splitlines() if "error" in ln.lower()] or stderr.splitlines()
+    return BuildError(f"{GCC} failed: " + " | ".join(lines[:5]), "see the compiler message above")
+
+
+def _image_sizes(elf: Path) -> tuple[int, int]:
+    """(flash, RAM) bytes from ``arm-none-eabi-size -B``: text + data, data + bss (incl. stack)."""
+    size = shutil.which(SIZE)
+    if size is None:
+        return 0, 0
+    out = subprocess.run([size, "-B", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+    return text + data, data + bss

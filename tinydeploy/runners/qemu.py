@@ -1,0 +1,147 @@
+"""The ``qemu`` runner: boots an emulated-board ELF in ``qemu-system-arm``.
+
+The firmware's UART0 becomes a TCP server on 127.0.0.1 (``-serial tcp:...,server=on,wait=on``):
+QEMU notices a pty reader only about once a second, a socket at once. ``-icount shift=0`` ties
+virtual time to executed instructions (1 ns each), so the device's timer readings are the same
+on every run and every host. Semihosting is on so the firmware can end the emulation with an exit
+status (startup.c does on a CPU fault).
+
+QEMU is always stopped: by the context manager, at interpreter exit (atexit), and by a watchdog
+after ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tinydeploy.errors import DeviceError, InputError
+from tinydeploy.runners.core import Runner, RunnerCaps, RunningDevice
+
+QEMU = "qemu-system-arm"
+
+
+def free_tcp_port() -> int:
+    """A port nobody listens on right now (QEMU binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class QemuDevice(RunningDevice):
+    """A running QEMU; ``port`` is the pyserial URL of the firmware's UART."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path, max_seconds: float | None):
+        self.proc = proc
+        self.port = f"socket://127.0.0.1:{port}"
+        self.tcp_port = port
+        self.log_path = log_path
+        self.open_timeout = 5.0
+        self._watchdog = None
+        if max_seconds is not None:
+            self._watchdog = threading.Timer(max_seconds, self._kill)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        atexit.register(self.stop)
+
+    @property
+    def exit_code(self) -> int | None:
+        """QEMU's exit status (the firmware's, through semihosting) or None while it runs."""
+        return self.proc.poll()
+
+    def log(self) -> str:
+        """What QEMU (and the firmware through semihosting) printed."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the firmware to end the emulation; DeviceError if it does not in time."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"the emulated board did not stop within {timeout:g} s",
+                              "the firmware should exit through semihosting") from None
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        atexit.unregister(self.stop)
+
+
+class QemuRunner(Runner):
+    name = "qemu"
+    capabilities = RunnerCaps(emulate=True)
+    programs = {QEMU: "install the Debian package qemu-system-arm"}
+
+    def __init__(self, machine: str, *, start_timeout: float = 10.0, max_seconds: float | None = 3600.0):
+        self.machine = machine
+        self.start_timeout = start_timeout
+        self.max_seconds = max_seconds
+
+    @classmethod
+    def from_board(cls, board, **kwargs) -> QemuRunner:
+        if board.qemu is None:
+            raise InputError(f"board {board.id} is not emulated", "the qemu runner needs a qemu-* board")
+        return cls(board.qemu.machine, **kwargs)
+
+    def command(self, elf: Path, port: int) -> list[str]:
+        return [
+            QEMU, "-M", self.machine, "-nographic", "-monitor", "none",
+            "-icount", "shift=0",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+            "-semihosting-config", "enable=on,target=native",
+            "-kernel", str(elf),
+        ]
+
+    def run(self, firmware: Path) -> QemuDevice:
+        """Boot ``firmware`` (an ELF) and return once its UART accepts connections."""
+        self.require(QEMU)
+        if not Path(firmware).is_file():
+            raise InputError(f"firmware {firmware} does not exist", "build it first")
+        port = free_tcp_port()
+        log = Path(tempfile.mkstemp(prefix="tinydeploy-qemu-", suffix=".log")[1])
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(self.command(Path(firmware), port), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        device = QemuDevice(proc, port, log, self.max_seconds)
+        try:
+            self._wait_listening(device)
+        except BaseException:
+            device.stop()
+            raise
+        return device
+
+    def _wait_listening(self, device: QemuDevice) -> None:
+        """Poll until QEMU's serial socket is up. The probe connection lets the guest start; QEMU
+        then listens again for the real client (a server chardev accepts reconnections)."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if device.exit_code is not None:
+                tail = " | ".join(device.log().strip().splitlines()[-3:])
+                raise DeviceError(f"{QEMU} exited with status {device.exit_code} at start-up: {tail}",
+                                  "check the firmware ELF and the QEMU machine name")
+            try:
+                socket.create_connection(("127.0.0.1", device.tcp_port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise DeviceError(f"{QEMU} did not open its serial port within {self.start_timeout:g} s",
+                          "the machine may be overloaded; try again")
