@@ -305,5 +305,137 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
     click.echo(f"wrote {out_dir}/: {len(result.files)} files, arena {result.arena_bytes:,} B")
 
 
+# --------------------------------------------------------------------------- device commands
+
+@cli.command()
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--port", metavar="PORT", help="Serial port of a real board (default: found by USB VID/PID).")
+@friendly_errors
+def flash(project, port):
+    """Put PROJECT's firmware on its board.
+
+    Real boards: 'pio run -t upload' (PlatformIO). Emulated boards: builds build/firmware.elf with
+    arm-none-eabi-gcc; a firmware that overflows the board's flash or RAM fails with the verdict.
+
+    \b
+    Example:
+      tinydeploy flash build/digits-qemu-m4
+    """
+    from tinydeploy.device import flash as run_flash, open_project
+
+    click.echo(run_flash(open_project(project), port))
+
+
+def _validation_options(fn):
+    for decorator in reversed([
+        click.option("--samples", metavar="DATA",
+                     help="Samples to send: .npz (x float or int8, optional labels y) or .npy."),
+        click.option("--limit", type=click.IntRange(1), metavar="N", help="Send at most N samples."),
+        click.option("--tolerance", type=click.IntRange(0), default=0, show_default=True,
+                     metavar="T", help="Largest |device - reference| in quantized units that still "
+                                       "counts as agreement (0 = bit-exact)."),
+        click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE",
+                     help="Also write the report as JSON to FILE ('-' for stdout)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _validation_samples(samples, model_bytes: bytes, limit):
+    from tinydeploy.analyze import analyze
+    from tinydeploy.data import load_samples, random_samples
+
+    spec = analyze(model_bytes).inputs[0]
+    shape = spec.shape[1:] if len(spec.shape) > 1 and spec.shape[0] == 1 else spec.shape
+    if samples:
+        return load_samples(samples, input_shape=shape, limit=limit, what="validation samples",
+                            keep_dtype=True)
+    status("warning: no --samples given: validating on 20 random inputs (agreement only, "
+           "no accuracy)")
+    return random_samples(shape, limit or 20)
+
+
+def _run_validation(project, port, samples, limit, tolerance, json_path) -> None:
+    from tinydeploy.device import running
+    from tinydeploy.errors import ValidationFailed
+    from tinydeploy.validate import validate
+
+    data = _validation_samples(samples, project.model_bytes, limit)
+    status(f"starting {project.board.id} ({project.kind}) ...")
+    with running(project, port) as link:
+        with click.progressbar(length=len(data.x), label="validating", file=sys.stderr) as bar:
+            report = validate(link, project.model_bytes, data.x, data.y, tolerance=tolerance,
+                              limit=limit, progress=lambda done, total: bar.update(1))
+    for line in report.lines():
+        click.echo(line)
+    if json_path:
+        text = json.dumps(report.to_dict(), indent=2)
+        if str(json_path) == "-":
+            click.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+    if not report.passed:
+        first = report.mismatches[0] if report.mismatches else "?"
+        raise ValidationFailed(
+            f"the device disagrees with the host reference on {1 - report.agreement:.1%} of "
+            f"samples (max |diff| {report.max_abs_diff}, first at sample {first})",
+            "check the runtime's kernels, or raise --tolerance if a difference is expected")
+
+
+@cli.command("validate")
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--port", metavar="PORT", help="Serial port of a real board (default: found by USB VID/PID; "
+                                             "emulated boards: QEMU is started).")
+@_validation_options
+@friendly_errors
+def validate_cmd(project, port, samples, limit, tolerance, json_path):
+    """Send samples to PROJECT's running firmware and compare with the host reference.
+
+    Exit 1 when any sample's outputs differ from TFLM's reference by more than --tolerance.
+
+    \b
+    Example:
+      tinydeploy validate build/digits-qemu-m4 --samples examples/digits/eval.npz --json report.json
+    """
+    from tinydeploy.device import open_project
+
+    _run_validation(open_project(project), port, samples, limit, tolerance, json_path)
+
+
+@cli.command()
+@model_options
+@click.option("--board", "-b", default=DEFAULT_EMULATED_BOARD, show_default=True, metavar="ID",
+              help="Board profile id.")
+@click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: the board's).")
+@click.option("--eval", "eval_data", metavar="DATA", help="Samples for the float-vs-int8 report.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Project folder.")
+@click.option("--force", is_flag=True, help="Replace an existing project folder.")
+@click.option("--port", metavar="PORT", help="Serial port of a real board.")
+@_validation_options
+@friendly_errors
+def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, port,
+           samples, limit, tolerance, json_path):
+    """Build, flash and validate MODEL in one go (on the emulated qemu-m4 by default).
+
+    \b
+    Example (the README's main command):
+      tinydeploy deploy examples/digits/digits.keras --calib examples/digits/calib.npz \\
+          --samples examples/digits/eval.npz
+    """
+    from tinydeploy.boards import load_board
+    from tinydeploy.build import build as run_build
+    from tinydeploy.device import flash as run_flash, open_project
+
+    board_profile = load_board(board)
+    prepared = _prepare(model, calib, calib_samples, io, eval_data)
+    result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+    if result.out_dir is None:
+        _fail(f"{result.check.verdict()}; nothing built", 1)
+    status(f"built {result.out_dir} ({result.check.verdict()})")
+    project = open_project(result.out_dir)
+    status(run_flash(project, port))
+    _run_validation(project, port, samples or eval_data, limit, tolerance, json_path)
+
+
 def main() -> None:
     cli(prog_name="tinydeploy")

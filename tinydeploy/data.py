@@ -42,10 +42,12 @@ class Samples:
 
 
 def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
-                 what: str = "samples") -> Samples:
+                 what: str = "samples", keep_dtype: bool = False) -> Samples:
     """Load samples named by ``spec`` and fit them to ``input_shape``.
 
     ``what`` names the samples in error messages ("calibration samples", "evaluation samples").
+    ``keep_dtype`` keeps integer samples integer (already-quantized validation samples); otherwise
+    they become float32.
     ``limit`` keeps the first ``limit`` samples (and stops a generator after that many).
     """
     spec = str(spec)
@@ -62,7 +64,7 @@ def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
     if limit is not None:
         x = x[:limit]
         y = None if y is None else y[:limit]
-    return Samples(x=fit_to_input(x, input_shape, what), y=y, source=spec)
+    return Samples(x=fit_to_input(x, input_shape, what, keep_dtype=keep_dtype), y=y, source=spec)
 
 
 def random_samples(input_shape, count: int, *, seed: int = 0) -> Samples:
@@ -75,8 +77,10 @@ def random_samples(input_shape, count: int, *, seed: int = 0) -> Samples:
     return Samples(x=x, y=None, source="random")
 
 
-def fit_to_input(x: np.ndarray, input_shape, what: str = "samples") -> np.ndarray:
-    """Return ``x`` reshaped to ``(n, *input_shape)`` as float32, or refuse naming both shapes."""
+def fit_to_input(x: np.ndarray, input_shape, what: str = "samples", *,
+                 keep_dtype: bool = False) -> np.ndarray:
+    """Return ``x`` reshaped to ``(n, *input_shape)`` as float32 (integers kept with
+    ``keep_dtype``), or refuse naming both shapes."""
     want = tuple(int(d) for d in input_shape)
     got = tuple(x.shape[1:])
     if not _shape_matches(got, want):
@@ -87,6 +91,8 @@ def fit_to_input(x: np.ndarray, input_shape, what: str = "samples") -> np.ndarra
         x = x.reshape((len(x), *want))
     if x.dtype.kind not in "fiub":
         raise InputError(f"{what} are of type {x.dtype}, not numbers", "give a numeric array")
+    if keep_dtype and x.dtype.kind in "iu":
+        return np.ascontiguousarray(x)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise InputError(f"{what} contain NaN or infinite values", "clean the data first")

@@ -33,7 +33,5 @@ def render_project(stage: Path, sources: ModelSources) -> None:
 
         render_platformio_project(stage, sources.context() | {
             "model_name": c_identifier(sources.model_name)})
-    else:
-        from tinydeploy import baremetal
-
-        baremetal.render_project(stage, sources.board, sources.runtime)
+    # baremetal: src/ is complete; `tinydeploy flash` links it with the protocol and board support
+    # from tinydeploy's firmware/ into build/firmware.elf (tinydeploy.baremetal).

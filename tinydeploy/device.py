@@ -1,0 +1,99 @@
+"""The flash and validate stages over a rendered project folder.
+
+A project written by ``tinydeploy build`` carries a manifest (board, runtime, model hash). From
+it this module knows how to get the firmware running: emulated boards build an ELF with
+arm-none-eabi-gcc (tinydeploy.baremetal) and boot it in QEMU; real boards upload the PlatformIO
+project and talk to the USB serial port found from the board's VID/PID (or ``--port``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tinydeploy.boards import BoardProfile, load_board
+from tinydeploy.build import read_manifest
+from tinydeploy.errors import InputError
+from tinydeploy.projects import project_kind
+
+
+@dataclass(frozen=True)
+class Project:
+    path: Path
+    board: BoardProfile
+    runtime: str
+    manifest: dict
+
+    @property
+    def model_bytes(self) -> bytes:
+        return (self.path / self.manifest["model"]).read_bytes()
+
+    @property
+    def kind(self) -> str:
+        return project_kind(self.board)
+
+    @property
+    def elf(self) -> Path:
+        return self.path / "build" / "firmware.elf"
+
+
+def open_project(path: str | Path) -> Project:
+    path = Path(path)
+    manifest = read_manifest(path)
+    return Project(path, load_board(manifest["board"]), manifest["runtime"], manifest)
+
+
+def build_firmware(project: Project):
+    """Compile and link an emulated board's firmware (``build/firmware.elf``); return its sizes.
+
+    A firmware that does not fit the board fails the link and arrives as DoesNotFitError.
+    """
+    from tinydeploy import baremetal
+
+    if project.runtime != "native":
+        raise InputError(f"{project.board.id} firmware can only be built with the native runtime "
+                         "here (TFLM's C++ sources are not installable on this machine)",
+                         "rebuild with --runtime native")
+    sources = sorted((project.path / "src").glob("*.c"))
+    return baremetal.build_firmware(project.board, sources, project.path / "build")
+
+
+def flash(project: Project, port: str | None = None) -> str:
+    """Put the firmware where it runs; return a sentence saying what happened."""
+    if project.kind == "baremetal":
+        fw = build_firmware(project)
+        return (f"built {fw.elf} for {project.board.id}: {fw.flash_bytes:,} B flash, "
+                f"{fw.ram_bytes:,} B RAM (QEMU loads it at validate time)")
+    from tinydeploy.runners import PlatformioRunner
+
+    device = PlatformioRunner.from_board(project.board, port).run(project.path)
+    return f"uploaded to {project.board.id} on {device.port}"
+
+
+@contextlib.contextmanager
+def running(project: Project, port: str | None = None) -> Iterator[object]:
+    """A connected DeviceLink to the project's firmware, running for the block's duration.
+
+    Emulated boards: builds the ELF if needed and boots it in QEMU (always stopped afterwards).
+    Real boards: connects to ``port`` or the port found from the board's USB VID/PID; the firmware
+    must have been flashed already (``tinydeploy flash``).
+    """
+    from tinydeploy.link import DeviceLink
+
+    if project.kind == "baremetal" and port is None:
+        from tinydeploy.runners import QemuRunner
+
+        if not project.elf.is_file():
+            build_firmware(project)
+        with QemuRunner.from_board(project.board).run(project.elf) as device:
+            with DeviceLink(device.port, open_timeout=device.open_timeout) as link:
+                yield link
+        return
+    if port is None:
+        from tinydeploy.runners import PlatformioRunner
+
+        port = PlatformioRunner.from_board(project.board).resolve_port()
+    with DeviceLink(port, baudrate=project.board.serial.baud, open_timeout=2.0) as link:
+        yield link
