@@ -35,6 +35,11 @@ BOARD_SOURCES = ("startup.c", "semihost.c", "td_clock.c", "main.c")
 #: the 50 MHz the part can run at). tests/device/test_qemu.py::test_end_to_end re-checks both.
 SYSTICK_HZ = {"mps2-an386": 25_000_000, "lm3s6965evb": 12_500_000}
 
+#: Inter-byte timeout of the device's frame parser on emulated boards. It runs on QEMU's virtual
+#: clock, which crawls while the firmware polls its UART (about 30 virtual ms per real second
+#: here): the protocol's default 100 ms would take 3-4 real seconds to notice a broken frame.
+EMULATED_BYTE_TIMEOUT_MS = 20
+
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
 
 
@@ -88,7 +93,8 @@ def build_firmware(board: BoardProfile, model_sources: Iterable[Path], out_dir: 
     includes = [fw, fw / "protocol", fw / "baremetal", *{s.parent for s in sources}, *map(Path, include_dirs)]
     cmd = [
         gcc, *qemu.cpu_flags, "-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections",
-        f"-DTD_SYSTICK_HZ={SYSTICK_HZ[qemu.machine]}u", *(f"-D{d}" for d in defines),
+        f"-DTD_SYSTICK_HZ={SYSTICK_HZ[qemu.machine]}u", f"-DTD_LINK_BYTE_TIMEOUT_MS={EMULATED_BYTE_TIMEOUT_MS}",
+        *(f"-D{d}" for d in defines),
         *(f"-I{d}" for d in includes),
         *map(str, sources), *map(str, firmware_sources(board)),
         "--specs=nano.specs", "-nostartfiles", f"-T{script}", "-Wl,--gc-sections",

@@ -249,6 +249,7 @@ class DeviceLink:
         self._seq = 0
         self.info: DeviceInfo | None = None
         self.resends = 0  # exchanges repeated because of a transport fault (for reports/tests)
+        self._slowest_inference = None  # longest INVOKE/RUN exchange seen, in s
 
     # -- context manager ------------------------------------------------------------------------
     def __enter__(self) -> DeviceLink:
@@ -264,6 +265,9 @@ class DeviceLink:
     def request(self, req: int, payload: bytes = b"", timeout: float | None = None) -> bytes:
         """Send one request, return the OK payload. Resends on transport faults and timeouts."""
         timeout = self.timeout if timeout is None else timeout
+        limit = self.info.max_payload if self.info else DEFAULT_MAX_PAYLOAD
+        if len(payload) > limit:
+            raise ValueError(f"a {len(payload)}-byte payload exceeds the device's {limit}-byte frames")
         for attempt in range(self.attempts):
             if attempt:
                 self.resends += 1
@@ -289,15 +293,15 @@ class DeviceLink:
     def _write(self, data: bytes) -> None:
         try:
             self._serial.write(data)
-        except Exception as exc:  # pyserial raises SerialException/OSError subclasses per backend
+        except OSError as exc:
             raise self._lost(exc) from exc
 
     def _await(self, seq: int, deadline: float) -> Frame | None:
         """Read until the response to ``seq`` (or a transport error for it) arrives, or the deadline."""
-        while (left := deadline - time.monotonic()) > 0:
+        while time.monotonic() < deadline:
             try:
                 data = self._serial.read(max(1, self._serial.in_waiting))
-            except Exception as exc:
+            except OSError as exc:  # pyserial's SerialException is an OSError too
                 raise self._lost(exc) from exc
             for frame in self._decoder.feed(data):
                 if frame.seq == seq and frame.type in (RSP_OK, RSP_ERROR):
@@ -309,6 +313,20 @@ class DeviceLink:
                            "the board reset, was unplugged or the emulator stopped; run again")
 
     # -- requests -------------------------------------------------------------------------------
+    def _inference_timeout(self) -> float:
+        """``invoke_timeout`` until an inference has been seen; then a few times the slowest one,
+        so a board that stops answering mid-validation is given up on in seconds, not minutes."""
+        if self._slowest_inference is None:
+            return self.invoke_timeout
+        return min(self.invoke_timeout, self.timeout + 4 * self._slowest_inference)
+
+    def _inference_request(self, req: Request, payload: bytes = b"") -> bytes:
+        start = time.monotonic()
+        reply = self.request(req, payload, timeout=self._inference_timeout())
+        took = time.monotonic() - start
+        self._slowest_inference = max(took, self._slowest_inference or 0.0)
+        return reply
+
     def ping(self, payload: bytes = b"") -> bytes:
         """Echo ``payload`` (up to max_payload bytes) - a round trip without inference."""
         return self.request(Request.PING, payload)
@@ -341,7 +359,7 @@ class DeviceLink:
     def invoke(self) -> Timing:
         """Run one inference on the inputs already set."""
         start = time.monotonic()
-        report = _parse_report(self.request(Request.INVOKE, timeout=self.invoke_timeout))
+        report = _parse_report(self._inference_request(Request.INVOKE))
         return Timing(report.device_us, report.cycles, time.monotonic() - start)
 
     def get_output(self, index: int) -> np.ndarray:
@@ -387,8 +405,7 @@ class DeviceLink:
         last = pieces.pop() if pieces else (0, 0, b"")
         for index, at, chunk in pieces:
             self.request(Request.SET_INPUT, struct.pack("<BI", index, at) + chunk)
-        reply = self.request(Request.RUN, struct.pack("<BI", last[0], last[1]) + last[2],
-                             timeout=self.invoke_timeout)
+        reply = self._inference_request(Request.RUN, struct.pack("<BI", last[0], last[1]) + last[2])
         report = _parse_report(reply)
         head = reply[_REPORT.size :]
         outputs, at = [], 0

@@ -1,7 +1,7 @@
 /*
  * td_link.c - device side of the tinydeploy serial protocol (spec: firmware/PROTOCOL.md).
  *
- * C99, no allocation, no libc beyond memcpy/memmove. Every length that comes off the wire is checked
+ * C99, no allocation, no libc beyond memcpy and strlen. Every length that comes off the wire is checked
  * against a buffer bound before it is used, so a malformed frame can cost a reply, never memory.
  */
 #include "td_link.h"
@@ -10,6 +10,11 @@
 
 #include "td_hal.h"
 #include "td_runtime.h"
+
+/* The length field is 16 bits, and HELLO needs room for at least one small tensor spec. */
+#if TD_LINK_MAX_PAYLOAD < 128 || TD_LINK_MAX_PAYLOAD > 65535
+#error "TD_LINK_MAX_PAYLOAD must be between 128 and 65535"
+#endif
 
 /* ---- CRC-32 ------------------------------------------------------------------------------------ */
 
@@ -141,15 +146,6 @@ static size_t finish_frame(uint8_t *out, uint8_t type, uint8_t seq, size_t n)
     put_u32(out + TD_LINK_HEADER_BYTES + n,
             frame_crc(type, seq, (uint16_t)n, out + TD_LINK_HEADER_BYTES));
     return TD_LINK_HEADER_BYTES + n + TD_LINK_CRC_BYTES;
-}
-
-size_t td_link_encode(uint8_t *out, uint8_t type, uint8_t seq, const uint8_t *payload, size_t n)
-{
-    if (n > TD_LINK_MAX_PAYLOAD)
-        return 0;
-    if (n)
-        memmove(out + TD_LINK_HEADER_BYTES, payload, n);
-    return finish_frame(out, type, seq, n);
 }
 
 size_t td_link_encode_error(uint8_t *out, uint8_t seq, uint8_t code, uint8_t req_type, int16_t detail)

@@ -91,9 +91,7 @@ td_feed_result_t td_link_feed(td_link_parser_t *p, uint8_t byte);
 /* Payload of the frame reported by the last TD_FEED_FRAME (length p->len). */
 static inline const uint8_t *td_link_payload(const td_link_parser_t *p) { return p->body; }
 
-/* Encode a frame into out (capacity TD_LINK_FRAME_MAX); returns its length, 0 if payload too big. */
-size_t td_link_encode(uint8_t *out, uint8_t type, uint8_t seq, const uint8_t *payload, size_t n);
-/* Encode an error response. */
+/* Encode an error response into out (capacity TD_LINK_FRAME_MAX); returns the frame length. */
 size_t td_link_encode_error(uint8_t *out, uint8_t seq, uint8_t code, uint8_t req_type, int16_t detail);
 
 /* Call once at start-up: runs td_model_init() and remembers its result for HELLO/INVOKE. */

@@ -1,24 +1,55 @@
 /*
  * stub_model.c - a tiny stand-in runtime implementing td_runtime.h, so the protocol, the HALs and
- * the runners can be tested without a real model: int8 input [1,8] -> int8 output [1,4] with
+ * the runners can be tested without a real model: int8 input [1,IN] -> int8 output [1,OUT] with
  *   out[j] = clamp(in[2j] + in[2j+1] - 3j, -128, 127)
- * (tests/device/conftest.py holds the same formula as the reference).
+ * (tests/device/conftest.py holds the same formula as the reference). IN = 8 and OUT = 4 unless
+ * TD_STUB_INPUT_BYTES / TD_STUB_OUTPUT_BYTES say otherwise (the UART benchmark sends bigger samples).
+ * With TD_STUB_SPIN = N on Arm, each invoke also runs exactly 2N instructions (a subs/bne loop),
+ * which under QEMU's -icount shift=0 lasts 2N ns of virtual time: a known duration for the clock test.
+ * With TD_STUB_FAULT, invoke reads an unmapped address instead: a firmware that crashes mid-run.
+ * TD_STUB_TABLE_BYTES = N adds an N-byte constant table that invoke reads (it adds 0), standing in
+ * for model weights in the memory-limit tests.
  */
 #include "td_runtime.h"
+
+#ifndef TD_STUB_INPUT_BYTES
+#define TD_STUB_INPUT_BYTES 8
+#endif
+#ifndef TD_STUB_OUTPUT_BYTES
+#define TD_STUB_OUTPUT_BYTES 4
+#endif
+#if TD_STUB_INPUT_BYTES < 2 * TD_STUB_OUTPUT_BYTES
+#error "the stub needs two input bytes per output byte"
+#endif
 
 #ifndef TD_STUB_CLOCK_HZ
 #define TD_STUB_CLOCK_HZ 25000000u
 #endif
 
-static int8_t input[8];
-static int8_t output[4];
+static int8_t input[TD_STUB_INPUT_BYTES];
+static int8_t output[TD_STUB_OUTPUT_BYTES];
+
+#ifdef TD_STUB_TABLE_BYTES
+/* The one non-zero entry, beyond the 256 ever read, keeps the table in flash rather than in .bss. */
+static const int8_t table[TD_STUB_TABLE_BYTES] = {[TD_STUB_TABLE_BYTES - 1] = 1};
+#define TABLE_TERM(i) table[(uint8_t)(i)]
+#else
+#define TABLE_TERM(i) 0
+#endif
 
 int td_model_init(void) { return 0; }
 
 int td_model_invoke(void)
 {
-    for (int j = 0; j < 4; j++) {
-        int v = input[2 * j] + input[2 * j + 1] - 3 * j;
+#ifdef TD_STUB_FAULT
+    input[0] = *(volatile int8_t *)0xF0000000u;
+#endif
+#if defined(TD_STUB_SPIN) && defined(__arm__)
+    uint32_t n = TD_STUB_SPIN;
+    __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+#endif
+    for (int j = 0; j < TD_STUB_OUTPUT_BYTES; j++) {
+        int v = input[2 * j] + input[2 * j + 1] - 3 * j + TABLE_TERM(input[j]);
         output[j] = (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
     }
     return 0;
@@ -34,10 +65,10 @@ size_t td_model_arena_used(void) { return sizeof input + sizeof output; }
 const char *td_model_runtime_name(void) { return "stub"; }
 
 static const td_tensor_spec_t stub_inputs[1] = {
-    {TD_INT8, 2, {1, 8, 0, 0, 0, 0}, 0.5f, -3},
+    {TD_INT8, 2, {1, TD_STUB_INPUT_BYTES, 0, 0, 0, 0}, 0.5f, -3},
 };
 static const td_tensor_spec_t stub_outputs[1] = {
-    {TD_INT8, 2, {1, 4, 0, 0, 0, 0}, 0.25f, 7},
+    {TD_INT8, 2, {1, TD_STUB_OUTPUT_BYTES, 0, 0, 0, 0}, 0.25f, 7},
 };
 
 const td_model_info_t td_model_info = {

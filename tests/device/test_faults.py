@@ -14,7 +14,10 @@ import pytest
 from tinydeploy.errors import DeviceError
 from tinydeploy.link import DeviceLink
 
-from conftest import Faults, stub_reference
+from devicekit import Faults, stub_reference
+
+
+RUNS = 120
 
 
 def test_faulty_line_never_yields_a_wrong_result(host_device):
@@ -26,9 +29,9 @@ def test_faulty_line_never_yields_a_wrong_result(host_device):
     )
     rng = np.random.default_rng(7)
     correct = reported = 0
-    with DeviceLink(dev.url, timeout=0.3, invoke_timeout=0.3, attempts=8) as link:
+    with DeviceLink(dev.url, timeout=0.2, invoke_timeout=0.2, attempts=6) as link:
         link.hello()
-        for _ in range(250):
+        for _ in range(RUNS):
             x = rng.integers(-128, 128, size=(1, 8), dtype=np.int8)
             try:
                 (y,), _ = link.run([x])
@@ -41,10 +44,9 @@ def test_faulty_line_never_yields_a_wrong_result(host_device):
     faults = dev.to_device.total() + dev.to_host.total()
     kinds = {k for f in (dev.to_device, dev.to_host) for k, n in f.counts.items() if n}
     assert kinds == {"flip", "drop", "duplicate", "truncate"}
-    assert faults >= 30
+    assert faults >= 25
     assert resends >= faults // 4  # faults were noticed and the exchange repeated
-    print(faults, resends, correct, reported, dev.to_device.counts, dev.to_host.counts)
-    assert correct >= 240, (correct, reported)
+    assert correct >= 0.95 * RUNS, (correct, reported)
 
 
 def _silent_server(talk: bool):
@@ -101,3 +103,45 @@ def test_device_that_goes_away_mid_session(host_device):
         dev.proc.wait()
         with pytest.raises(DeviceError):
             link.run([np.zeros((1, 8), np.int8)])
+
+
+def _reset_before_run(times: int):
+    """A before_request hook: power-cycle the device just before its next ``times`` RUN requests,
+    so it computes on inputs it lost (its SET_INPUT chunk went to the previous power-on)."""
+    left = [times]
+
+    def hook(dev, head: bytes) -> None:
+        if head[:3] == b"\xa5\x5a\x05" and left[0] > 0:
+            left[0] -= 1
+            dev.restart()
+
+    return hook
+
+
+def test_reset_mid_run_is_caught_and_retried(host_device, host_device_exe_2k):
+    dev = host_device(exe=host_device_exe_2k, before_request=_reset_before_run(1))
+    x = np.arange(2048).astype(np.int8).reshape(1, 2048)
+    with DeviceLink(dev.url, timeout=1.0) as link:
+        (y,), _ = link.run([x])
+        assert dev.restarts == 1 and link.resends == 1
+    np.testing.assert_array_equal(y, stub_reference(x))
+
+
+def test_repeated_reset_mid_run_is_reported(host_device, host_device_exe_2k):
+    dev = host_device(exe=host_device_exe_2k, before_request=_reset_before_run(2))
+    with DeviceLink(dev.url, timeout=1.0) as link, pytest.raises(DeviceError, match="reset mid-run"):
+        link.run([np.ones((1, 2048), np.int8)])
+
+
+def test_board_that_stops_answering_mid_validation_is_given_up_quickly(host_device):
+    # invoke_timeout is a minute, but after seeing how long an inference takes the link waits
+    # only a few times that before resending, so a hung board costs seconds.
+    dev = host_device()
+    x = np.zeros((1, 8), np.int8)
+    with DeviceLink(dev.url, timeout=0.5, invoke_timeout=60.0, attempts=3) as link:
+        link.run([x])
+        dev.to_host.drop = 1.0  # the board goes silent
+        start = time.monotonic()
+        with pytest.raises(DeviceError, match="no valid answer .* RUN after 3 attempts"):
+            link.run([x])
+    assert time.monotonic() - start < 3 * 0.5 + 2.0

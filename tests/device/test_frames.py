@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinydeploy.link import FrameDecoder, crc32, encode_frame
+from tinydeploy.resources import firmware_dir
+
+from devicekit import HOST_DEVICE_SOURCES, STUB_MODEL
 
 frames = st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=300))
 
@@ -48,3 +52,17 @@ def test_any_single_bit_flip_is_rejected(frame, position, bit):
     raw = bytearray(encode_frame(*frame))
     raw[position % len(raw)] ^= 1 << bit
     assert FrameDecoder().feed(bytes(raw)) == []
+
+
+def test_device_crc32_check_value(tmp_path):
+    """The device's nibble-table td_crc32 gives the same check value (built on the host)."""
+    fw = firmware_dir()
+    main = tmp_path / "crc_main.c"
+    main.write_text('#include <stdio.h>\n#include "td_link.h"\n'
+                    'int main(void) { printf("%08X", (unsigned)td_crc32(0, (const uint8_t *)"123456789", 9)); '
+                    'return 0; }\n')
+    sources = [str(fw / s) for s in HOST_DEVICE_SOURCES if not s.endswith("main.c")]
+    exe = tmp_path / "crc"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{fw}", f"-I{fw / 'protocol'}",
+                    str(main), *sources, str(STUB_MODEL), "-o", str(exe)], check=True)
+    assert subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout == "CBF43926"

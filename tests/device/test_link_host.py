@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 
 from tinydeploy.errors import DeviceError, InputError
 from tinydeploy.link import DeviceLink, Request
 
-from conftest import STUB_HASH, stub_reference
+from devicekit import STUB_HASH, stub_reference
 
 
 def test_hello_reports_the_stub_model(host_device):
@@ -78,3 +81,24 @@ def test_wrong_input_size_is_an_input_error(host_device):
     dev = host_device()
     with DeviceLink(dev.url, timeout=1.0) as link, pytest.raises(InputError, match="expects 8"):
         link.run([np.zeros(9, np.int8)])
+
+
+def test_link_over_a_pty_and_a_busy_port(host_device_exe):
+    """A real tty path (the host device on a pty's master side): works, and a second opener of the
+    same port gets a clear 'cannot open' error instead of fighting over the bytes."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    proc = subprocess.Popen([str(host_device_exe)], stdin=master, stdout=master, stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        with DeviceLink(path, timeout=1.0) as link:
+            assert link.hello(expected_hash=STUB_HASH).runtime == "stub"
+            x = np.full((1, 8), 5, np.int8)
+            (y,), _ = link.run([x])
+            np.testing.assert_array_equal(y, stub_reference(x))
+            with pytest.raises(DeviceError, match=f"cannot open serial port {path}"):
+                DeviceLink(path)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)

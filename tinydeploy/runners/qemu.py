@@ -1,7 +1,8 @@
 """The ``qemu`` runner: boots an emulated-board ELF in ``qemu-system-arm``.
 
 The firmware's UART0 becomes a TCP server on 127.0.0.1 (``-serial tcp:...,server=on,wait=on``):
-QEMU notices a pty reader only about once a second, a socket at once. ``-icount shift=0`` ties
+QEMU notices a pty reader only about once a second, a socket at once; ``nodelay=on`` because
+Nagle's algorithm against the host's delayed ACKs costs ~40 ms per exchange. ``-icount shift=0`` ties
 virtual time to executed instructions (1 ns each), so the device's timer readings are the same
 on every run and every host. Semihosting is on so the firmware can end the emulation with an exit
 status (startup.c does on a CPU fault).
@@ -24,6 +25,9 @@ from tinydeploy.errors import DeviceError, InputError
 from tinydeploy.runners.core import Runner, RunnerCaps, RunningDevice
 
 QEMU = "qemu-system-arm"
+_PORT_ATTEMPTS = 3
+#: What QEMU prints once a server chardev with wait=on listens.
+_LISTENING = "QEMU waiting for connection on"
 
 
 def free_tcp_port() -> int:
@@ -41,6 +45,7 @@ class QemuDevice(RunningDevice):
         self.port = f"socket://127.0.0.1:{port}"
         self.tcp_port = port
         self.log_path = log_path
+        self._log_text: str | None = None  # kept once the log file is removed at stop()
         self.open_timeout = 5.0
         self._watchdog = None
         if max_seconds is not None:
@@ -56,6 +61,8 @@ class QemuDevice(RunningDevice):
 
     def log(self) -> str:
         """What QEMU (and the firmware through semihosting) printed."""
+        if self._log_text is not None:
+            return self._log_text
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
@@ -83,6 +90,9 @@ class QemuDevice(RunningDevice):
                 self.proc.wait(timeout=2.0)
             except subprocess.TimeoutExpired:
                 self._kill()
+        if self._log_text is None:
+            self._log_text = self.log()
+            self.log_path.unlink(missing_ok=True)
         atexit.unregister(self.stop)
 
 
@@ -112,36 +122,41 @@ class QemuRunner(Runner):
         ]
 
     def run(self, firmware: Path) -> QemuDevice:
-        """Boot ``firmware`` (an ELF) and return once its UART accepts connections."""
+        """Boot ``firmware`` (an ELF) and return once its UART listens; the guest starts running
+        when the first client (a DeviceLink) connects."""
         self.require(QEMU)
         if not Path(firmware).is_file():
             raise InputError(f"firmware {firmware} does not exist", "build it first")
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            device = self._start(Path(firmware))
+            try:
+                self._wait_listening(device)
+                return device
+            except DeviceError:
+                device.stop()
+                # another program took the free port between our probe and QEMU's bind: retry
+                if attempt == _PORT_ATTEMPTS or "Address already in use" not in device.log():
+                    raise
+
+    def _start(self, firmware: Path) -> QemuDevice:
         port = free_tcp_port()
         log = Path(tempfile.mkstemp(prefix="tinydeploy-qemu-", suffix=".log")[1])
         with open(log, "wb") as out:
-            proc = subprocess.Popen(self.command(Path(firmware), port), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self.command(firmware, port), stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=subprocess.STDOUT)
-        device = QemuDevice(proc, port, log, self.max_seconds)
-        try:
-            self._wait_listening(device)
-        except BaseException:
-            device.stop()
-            raise
-        return device
+        return QemuDevice(proc, port, log, self.max_seconds)
 
     def _wait_listening(self, device: QemuDevice) -> None:
-        """Poll until QEMU's serial socket is up. The probe connection lets the guest start; QEMU
-        then listens again for the real client (a server chardev accepts reconnections)."""
+        """Wait until QEMU says its serial socket is listening ("QEMU waiting for connection on"),
+        which, unlike a probe connection, cannot be fooled by another program on the same port."""
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if device.exit_code is not None:
                 tail = " | ".join(device.log().strip().splitlines()[-3:])
                 raise DeviceError(f"{QEMU} exited with status {device.exit_code} at start-up: {tail}",
                                   "check the firmware ELF and the QEMU machine name")
-            try:
-                socket.create_connection(("127.0.0.1", device.tcp_port), timeout=0.5).close()
+            if _LISTENING in device.log():
                 return
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.02)
         raise DeviceError(f"{QEMU} did not open its serial port within {self.start_timeout:g} s",
                           "the machine may be overloaded; try again")
