@@ -1,6 +1,7 @@
 /*
- * td_concat.h - CONCATENATION of tensors that share one quantization (TFLM requires it for
- * int8, so this is a pure copy). Each input is seen as [outer, copy_bytes[i]].
+ * td_concat.h - CONCATENATION: a pure byte copy, as in TFLM, whose int8 kernel never rescales
+ * (the converter gives every input the output's quantization). Each input is seen as
+ * [outer, copy_bytes[i]].
  */
 #ifndef TD_CONCAT_H
 #define TD_CONCAT_H

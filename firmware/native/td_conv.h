@@ -22,7 +22,7 @@ typedef struct {
     int32_t act_min, act_max;        /* fused activation range, in output units */
     int32_t per_channel;             /* 1: multiplier/shift have out_c entries, 0: one entry */
     const int32_t *multiplier;
-    const int32_t *shift;
+    const int8_t *shift;             /* power-of-two exponents, -31..30 */
 } td_conv_params_t;
 
 /* bias may be NULL. */

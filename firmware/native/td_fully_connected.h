@@ -18,7 +18,7 @@ typedef struct {
     int32_t act_min, act_max;
     int32_t per_channel;             /* 1: multiplier/shift have out_depth entries */
     const int32_t *multiplier;
-    const int32_t *shift;
+    const int8_t *shift;             /* power-of-two exponents, -31..30 */
 } td_fully_connected_params_t;
 
 /* bias may be NULL. */

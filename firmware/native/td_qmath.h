@@ -62,4 +62,18 @@ static inline int32_t td_mul_by_quantized_multiplier(int32_t x, int32_t multipli
                                      right_shift);
 }
 
+/*
+ * Window geometry shared by the convolution kernels: the filter taps [*start, *end) that land
+ * inside an image of `size` pixels for a window starting at `origin` (negative inside the
+ * padding) with the given dilation. Padding taps contribute nothing (TFLM skips them too), so
+ * kernels loop over this range without per-tap bounds checks.
+ */
+static inline void td_valid_taps(int32_t origin, int32_t dilation, int32_t taps, int32_t size,
+                                 int32_t *start, int32_t *end)
+{
+    const int32_t last = (size - origin + dilation - 1) / dilation; /* one past the last inside */
+    *start = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
+    *end = TD_MIN(taps, last);
+}
+
 #endif /* TD_QMATH_H */

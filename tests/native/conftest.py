@@ -3,18 +3,12 @@ pytest's cache dir) and the kernels built once for the host."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 import native_corpus
 import nativelib
-
-# The shared MLPerf Tiny models live next to the checkout (never copied into the repo);
-# TD_MLPERF_DIR points elsewhere.
-MLPERF = Path(os.environ.get("TD_MLPERF_DIR",
-                             Path(__file__).resolve().parents[3] / "shared" / "mlperf_tiny"))
 
 
 @pytest.fixture(scope="session")
@@ -23,23 +17,25 @@ def kernel_archive(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def corpus(request, tmp_path_factory) -> dict[str, bytes]:
+def model_cache(request, tmp_path_factory):
+    """cache(name) -> a folder kept across runs (pytest's cache) for converted models."""
+    def folder(name: str) -> Path:
+        if getattr(request.config, "cache", None) is not None:
+            return Path(request.config.cache.mkdir(f"tinydeploy_native_{name}"))
+        return tmp_path_factory.mktemp(name)  # -p no:cacheprovider: this session only
+    return folder
+
+
+@pytest.fixture(scope="session")
+def corpus(model_cache) -> dict[str, bytes]:
     """group name -> .tflite bytes for every corpus group, converting only what is not cached."""
-    if getattr(request.config, "cache", None) is not None:
-        cache = Path(request.config.cache.mkdir("tinydeploy_native_corpus"))
-    else:  # -p no:cacheprovider: convert into this session's temp dir
-        cache = tmp_path_factory.mktemp("corpus")
+    cache = model_cache("corpus")
     models = {}
     for group in native_corpus.groups():
         path = cache / f"{group.name}-{group.key()}.tflite"
         if not path.exists():
+            for stale in cache.glob(f"{group.name}-*.tflite"):
+                stale.unlink()
             path.write_bytes(native_corpus.convert_group(group))
         models[group.name] = path.read_bytes()
     return models
-
-
-def mlperf_path(name: str) -> Path:
-    path = MLPERF / name
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    return path

@@ -42,14 +42,18 @@ class Group:
 
     def key(self) -> str:
         blob = json.dumps([CORPUS_VERSION, self.name, self.quant, self.float_io, self.seed,
+                           self.extra,
                            [(b.kind, b.params, b.inputs) for b in self.branches]], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _range(rng: random.Random) -> tuple[float, float]:
-    """A representative input range: scales ~0.005..0.5, zero points all over int8."""
+def _range(rng: random.Random, straddle: bool = False) -> tuple[float, float]:
+    """A representative input range: scales ~0.005..0.5, zero points all over int8.
+
+    straddle: the range includes both signs (else a ReLU after an ADD of two non-positive inputs
+    gives a constant-zero output whose degenerate scale makes TFLM abort in Prepare)."""
     width = rng.choice([0.5, 1.0, 4.0, 10.0, 40.0])
-    lo = -width * rng.choice([0.0, 0.1, 0.5, 0.9, 1.0])
+    lo = -width * rng.choice([0.1, 0.5, 0.9] if straddle else [0.0, 0.1, 0.5, 0.9, 1.0])
     return round(lo, 3), round(lo + width, 3)
 
 
@@ -112,7 +116,9 @@ def elementwise_branch(rng: random.Random) -> Branch:
         shape, other = other, shape   # broadcast the first input instead
     p = {"op": rng.choice(["add", "mul"]), "pattern": pattern,
          "activation": rng.choice(["linear", "relu"])}
-    return Branch("elementwise", p, [(shape, *_range(rng)), (other, *_range(rng))])
+    straddle = p["activation"] == "relu"
+    return Branch("elementwise", p, [(shape, *_range(rng, straddle)),
+                                     (other, *_range(rng, straddle))])
 
 
 def misc_branch(rng: random.Random) -> Branch:
@@ -141,6 +147,15 @@ def activation_branch(rng: random.Random) -> Branch:
     return Branch("activation", p, [(shape, *_range(rng))])
 
 
+def network_branch(rng: random.Random) -> Branch:
+    """A small MobileNetV3-style network: ops chained, so the arena is shared, outputs overlap
+    dying inputs, and a Flatten with a dynamic batch brings SHAPE/STRIDED_SLICE/PACK."""
+    p = {"channels": rng.choice([8, 12, 16]), "act": rng.choice(["relu6", "hard_swish"]),
+         "classes": rng.randint(2, 10)}
+    size = rng.choice([12, 16, 20])
+    return Branch("network", p, [([size, size, 3], -1.0, 1.0)])
+
+
 def _branches(make, n: int, seed: int) -> list[Branch]:
     rng = random.Random(seed)
     return [make(rng) for _ in range(n)]
@@ -157,11 +172,12 @@ def groups() -> list[Group]:
         Group("dense", _branches(dense_branch, 20, 31)),
         Group("dense_per_channel", _branches(dense_branch, 16, 32), quant="dense_per_channel"),
         Group("pool", _branches(pool_branch, 28, 41)),
-        Group("elementwise", _branches(elementwise_branch, 28, 51)),
+        Group("elementwise", _branches(elementwise_branch, 30, 51)),
         Group("misc", _branches(misc_branch, 28, 61)),
         Group("activation", _branches(activation_branch, 16, 71)),
         Group("float_io", _branches(conv_branch, 6, 81) + _branches(pool_branch, 4, 82),
               float_io=True),
+        Group("networks", _branches(network_branch, 4, 91), extra={"dynamic_batch": True}),
     ]
 
 
@@ -207,7 +223,30 @@ def _build_branch(keras, b: Branch, inputs):
         return L.Conv2D(p["filters"], 1, **init)(y)
     if b.kind == "activation":
         return L.Activation(p["fn"])(inputs[0])
+    if b.kind == "network":
+        return _network(keras, p, inputs[0], init)
     raise ValueError(b.kind)
+
+
+def _network(keras, p: dict, x, init: dict):
+    L = keras.layers
+    c, act = p["channels"], p["act"]
+    y = L.Conv2D(c, 3, strides=2, padding="same", activation=act, **init)(x)
+    skip = y
+    y = L.DepthwiseConv2D(3, padding="same", activation=act,
+                          depthwise_initializer=init["kernel_initializer"])(y)
+    se = L.GlobalAveragePooling2D(keepdims=True)(y)
+    se = L.Conv2D(max(2, c // 4), 1, activation="relu", **init)(se)
+    se = L.Conv2D(c, 1, activation="hard_sigmoid", **init)(se)
+    y = L.Multiply()([y, se])
+    y = L.Conv2D(c, 1, **init)(y)
+    y = L.Add()([y, skip])
+    y = L.ZeroPadding2D(((0, 1), (0, 1)))(y)
+    y = L.MaxPooling2D(2)(y)
+    y = L.Concatenate()([y, y])
+    y = L.Flatten()(y)
+    y = L.Dense(p["classes"], **init)(y)
+    return L.Softmax()(y)
 
 
 def convert_group(group: Group) -> bytes:
@@ -219,18 +258,21 @@ def convert_group(group: Group) -> bytes:
     keras.utils.set_random_seed(group.seed or 1)
     model_inputs, outputs, ranges = [], [], []
     for i, b in enumerate(group.branches):
-        ins = [keras.Input(tuple(shape), batch_size=1, name=f"b{i}_in{j}")
-               for j, (shape, _, _) in enumerate(b.inputs)]
+        # Zero-padded names: the converter orders a model's inputs by name.
+        names = [f"b{i:03d}_in{j}" for j in range(len(b.inputs))]
+        batch = None if group.extra.get("dynamic_batch") else 1
+        ins = [keras.Input(tuple(shape), batch_size=batch, name=n)
+               for n, (shape, _, _) in zip(names, b.inputs)]
         model_inputs += ins
-        ranges += [(shape, lo, hi) for shape, lo, hi in b.inputs]
+        ranges += [(n, shape, lo, hi) for n, (shape, lo, hi) in zip(names, b.inputs)]
         outputs.append(_build_branch(keras, b, ins))
     model = keras.Model(model_inputs, outputs)
     rs = np.random.default_rng(0)
 
     def representative():
         for _ in range(24):
-            yield [rs.uniform(lo, hi, size=(1, *shape)).astype(np.float32)
-                   for shape, lo, hi in ranges]
+            yield {n: rs.uniform(lo, hi, size=(1, *shape)).astype(np.float32)
+                   for n, shape, lo, hi in ranges}
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinydeploy import tflite
+from tinydeploy.errors import ModelError
 from tinydeploy.native import emitter
 from tinydeploy.native.cgen import decl_bytes
 from tinydeploy.native.compiler import Program, TensorPlan, build_program, lowerings, unsupported_ops
@@ -22,9 +23,9 @@ __all__ = ["SUPPORTED_OPS", "CompileResult", "NativeEstimate", "compile_model", 
 SUPPORTED_OPS: frozenset[str] = frozenset(lowerings())
 
 # .text + .rodata of each kernel family, arm-none-eabi-gcc 12.2 -Os -mcpu=cortex-m4 -mthumb
-# (measured by tests/native/test_estimate.py, which fails when these drift by more than 25%).
+# (checked by tests/native/test_build.py, which fails when these drift by more than 25%).
 KERNEL_FLASH_BYTES = {
-    "td_conv": 516, "td_depthwise": 464, "td_fully_connected": 272, "td_pool": 578,
+    "td_conv": 640, "td_depthwise": 536, "td_fully_connected": 268, "td_pool": 578,
     "td_elementwise": 444, "td_mean": 324, "td_pad": 242, "td_concat": 62, "td_quantize": 416,
     "td_softmax": 238, "td_activation": 1144,
 }
@@ -43,6 +44,7 @@ class CompileResult:
     kernel_sources: list[str]
     tensors: list[TensorPlan] = field(default_factory=list)
     weights_bytes: int = 0
+    in_place_ops: list[int] = field(default_factory=list)  # ops writing over their dying input
 
 
 @dataclass
@@ -53,10 +55,11 @@ class NativeEstimate:
     flash_bytes: int
     weights_bytes: int
     unsupported_ops: list[str]
+    problem: str | None = None     # why the model cannot run natively, one line
 
     @property
     def supported(self) -> bool:
-        return not self.unsupported_ops
+        return not self.unsupported_ops and self.problem is None
 
 
 def _weights_bytes(program: Program) -> int:
@@ -75,7 +78,8 @@ def compile_model(model_bytes: bytes, out_dir: Path, *, name: str = "model") -> 
         files=files, arena_bytes=program.arena.size, scratch_bytes=0,
         ops_used=program.ops_used, kernel_sources=emitter.kernel_files(program.families),
         tensors=sorted(program.tensors.values(), key=lambda p: p.index),
-        weights_bytes=_weights_bytes(program))
+        weights_bytes=_weights_bytes(program),
+        in_place_ops=sorted({ov.op for ov in program.arena.overlaps_used}))
 
 
 def estimate(model_bytes: bytes) -> NativeEstimate:
@@ -84,8 +88,14 @@ def estimate(model_bytes: bytes) -> NativeEstimate:
     missing = unsupported_ops(model)
     if missing:
         return NativeEstimate(arena_bytes=0, flash_bytes=0, weights_bytes=0,
-                              unsupported_ops=missing)
-    program = build_program(model)
+                              unsupported_ops=missing,
+                              problem=f"no native kernel for {', '.join(missing)}")
+    try:
+        program = build_program(model)
+    except ModelError as err:  # an op variant the kernels cannot run, or the graph's structure
+        return NativeEstimate(arena_bytes=0, flash_bytes=0, weights_bytes=0,
+                              unsupported_ops=[getattr(err, "opcode", "model structure")],
+                              problem=err.problem)
     weights = _weights_bytes(program)
     code = sum(KERNEL_FLASH_BYTES[f] for f in emitter.kernel_families(program.families))
     code += sum(OP_CALL_FLASH_BYTES + sum(decl_bytes(d) for d in lowered.decls)

@@ -245,7 +245,12 @@ def build_program(model: tflite.Model) -> Program:
         if op.index in dead:
             steps.append((op, native_ops.Lowered(None, note="shape arithmetic, static: removed")))
             continue
-        lowered = table[op.opcode](ctx, op)
+        try:
+            lowered = table[op.opcode](ctx, op)
+        except ModelError as err:  # e.g. fixedpoint's refusals: say which op it was
+            if not hasattr(err, "opcode"):
+                err.opcode = op.opcode
+            raise
         steps.append((op, lowered))
         if lowered.family and lowered.family not in families:
             families.append(lowered.family)

@@ -25,6 +25,8 @@ MAX_DIMS = 6  # TD_ELEMENTWISE_MAX_DIMS / TD_MEAN_MAX_DIMS / TD_PAD_MAX_DIMS in 
 
 @dataclass
 class Lowered:
+    """One op as C: its kernel family, const definitions, and the statement(s) that run it."""
+
     family: str | None                 # kernel family (file stem), None when no code runs
     decls: list[str] = field(default_factory=list)
     call: str = ""
@@ -39,9 +41,12 @@ class Context(Protocol):
 
 
 def refuse(op, why: str) -> UnsupportedOpError:
-    return UnsupportedOpError(
+    """The error for an op variant the kernels cannot run bit-exactly (``.opcode`` names it)."""
+    err = UnsupportedOpError(
         f"the native runtime cannot run {op.opcode} (operator {op.index}): {why}",
         "use --runtime tflm for this model")
+    err.opcode = op.opcode
+    return err
 
 
 def _require_int8(op, *tensors) -> None:
@@ -85,7 +90,7 @@ def _filter_scales(op, filt, channels: int) -> np.ndarray:
     return scales
 
 
-def lower_conv_2d(ctx, op) -> Lowered:
+def lower_conv_2d(ctx: Context, op) -> Lowered:
     inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, filt, out)
     n, ih, iw, ic = inp.shape
@@ -112,7 +117,7 @@ def lower_conv_2d(ctx, op) -> Lowered:
     return Lowered("td_conv", decls, call)
 
 
-def lower_depthwise_conv_2d(ctx, op) -> Lowered:
+def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
     inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, filt, out)
     n, ih, iw, ic = inp.shape
@@ -140,7 +145,7 @@ def lower_depthwise_conv_2d(ctx, op) -> Lowered:
     return Lowered("td_depthwise", decls, call)
 
 
-def lower_fully_connected(ctx, op) -> Lowered:
+def lower_fully_connected(ctx: Context, op) -> Lowered:
     inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, filt, out)
     if op.options.get("weights_format", 0) != 0:
@@ -164,11 +169,10 @@ def lower_fully_connected(ctx, op) -> Lowered:
     return Lowered("td_fully_connected", decls, call)
 
 
-def _pool(ctx, op) -> tuple[str, list[str]]:
+def _pool(ctx: Context, op) -> tuple[str, list[str]]:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, out)
-    if inp.scale != out.scale or inp.zero_point != out.zero_point:
-        raise refuse(op, "input and output quantization differ")
+    # Like TFLM, pooling works on the raw int8 values (the converter keeps the quantization).
     n, ih, iw, c = inp.shape
     _, oh, ow, _ = out.shape
     o = op.options
@@ -184,14 +188,14 @@ def _pool(ctx, op) -> tuple[str, list[str]]:
     return name, [c_struct("td_pool_params_t", f"{name}_params", fields)]
 
 
-def lower_average_pool_2d(ctx, op) -> Lowered:
+def lower_average_pool_2d(ctx: Context, op) -> Lowered:
     name, decls = _pool(ctx, op)
     call = (f"if (td_avg_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
             f"{ctx.ptr(op.outputs[0])}) != 0) {{\n        return -1;\n    }}")
     return Lowered("td_pool", decls, call)
 
 
-def lower_max_pool_2d(ctx, op) -> Lowered:
+def lower_max_pool_2d(ctx: Context, op) -> Lowered:
     name, decls = _pool(ctx, op)
     call = f"td_max_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
     return Lowered("td_pool", decls, call)
@@ -210,23 +214,25 @@ def _strides(dims: list[int]) -> list[int]:
     return strides
 
 
-def _broadcast(op, a, b, out) -> dict:
-    """td_broadcast_t fields for inputs a, b and output out (numpy broadcasting rules)."""
+def _broadcast(op, a, b, out) -> tuple:
+    """td_broadcast_t initializer for inputs a, b and output out (numpy broadcasting rules):
+    (out_dims, in1_strides, in2_strides, broadcast)."""
     if max(len(a.shape), len(b.shape), len(out.shape)) > MAX_DIMS:
         raise refuse(op, f"more than {MAX_DIMS} dimensions")
     od, ad, bd = _padded(out.shape), _padded(a.shape), _padded(b.shape)
-    def strides(d):
-        return [0 if n == 1 and o != 1 else s for n, o, s in zip(d, od, _strides(d))]
-    return {"out_dims": od, "in1_strides": strides(ad), "in2_strides": strides(bd),
-            "broadcast": int(ad != od or bd != od)}
+
+    def strides(dims):
+        return [0 if n == 1 and o != 1 else s for n, o, s in zip(dims, od, _strides(dims))]
+
+    return od, strides(ad), strides(bd), int(ad != od or bd != od)
 
 
-def lower_add(ctx, op) -> Lowered:
+def lower_add(ctx: Context, op) -> Lowered:
     a, b, out = (ctx.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     _require_int8(op, a, b, out)
     act_min, act_max = _activation(op, out)
     name = f"op{op.index}"
-    fields = {"shape": _broadcast_c(op, a, b, out), "input1_offset": -a.zero_point,
+    fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
               "input2_offset": -b.zero_point, "output_offset": out.zero_point,
               **qparams.add_params(a.scale, b.scale, out.scale),
               "act_min": act_min, "act_max": act_max}
@@ -236,26 +242,19 @@ def lower_add(ctx, op) -> Lowered:
     return Lowered("td_elementwise", decls, call)
 
 
-def lower_mul(ctx, op) -> Lowered:
+def lower_mul(ctx: Context, op) -> Lowered:
     a, b, out = (ctx.tensor(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     _require_int8(op, a, b, out)
     act_min, act_max = _activation(op, out)
     m, s = qparams.mul_multiplier(a.scale, b.scale, out.scale)
     name = f"op{op.index}"
-    fields = {"shape": _broadcast_c(op, a, b, out), "input1_offset": -a.zero_point,
+    fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
               "input2_offset": -b.zero_point, "output_offset": out.zero_point,
               "output_multiplier": m, "output_shift": s, "act_min": act_min, "act_max": act_max}
     decls = [c_struct("td_mul_params_t", f"{name}_params", fields)]
     call = (f"td_mul_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
             f"{ctx.ptr(op.outputs[0])});")
     return Lowered("td_elementwise", decls, call)
-
-
-def _broadcast_c(op, a, b, out) -> str:
-    f = _broadcast(op, a, b, out)
-    return ("{" + ", ".join("{" + ", ".join(str(v) for v in f[k]) + "}"
-                            for k in ("out_dims", "in1_strides", "in2_strides"))
-            + f", {f['broadcast']}}}")
 
 
 def _const_ints(ctx, op, index: int, what: str) -> np.ndarray:
@@ -265,7 +264,7 @@ def _const_ints(ctx, op, index: int, what: str) -> np.ndarray:
     return np.asarray(t.data).astype(np.int64)
 
 
-def lower_mean(ctx, op) -> Lowered:
+def lower_mean(ctx: Context, op) -> Lowered:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, out)
     rank = len(inp.shape)
@@ -277,7 +276,10 @@ def lower_mean(ctx, op) -> Lowered:
     count = int(np.prod([inp.shape[d] for d in axes])) if axes else 1
     same = bool(inp.zero_point == out.zero_point and np.float32(inp.scale) == np.float32(out.scale))
     m, s = qparams.mean_multiplier(inp.scale, out.scale, count)
-    pad = lambda vals, fill: [fill] * (MAX_DIMS - len(vals)) + vals  # noqa: E731
+
+    def pad(vals, fill):
+        return [fill] * (MAX_DIMS - len(vals)) + vals
+
     name = f"op{op.index}"
     fields = {"kept_dims": pad([inp.shape[d] for d in kept], 1),
               "kept_strides": pad([strides[d] for d in kept], 0),
@@ -291,7 +293,7 @@ def lower_mean(ctx, op) -> Lowered:
     return Lowered("td_mean", decls, call)
 
 
-def lower_pad(ctx, op) -> Lowered:
+def lower_pad(ctx: Context, op) -> Lowered:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, out)
     if len(inp.shape) > MAX_DIMS:
@@ -309,15 +311,14 @@ def lower_pad(ctx, op) -> Lowered:
     return Lowered("td_pad", decls, call)
 
 
-def lower_concatenation(ctx, op) -> Lowered:
+def lower_concatenation(ctx: Context, op) -> Lowered:
     out = ctx.tensor(op.outputs[0])
     ins = [ctx.tensor(i) for i in op.inputs]
     _require_int8(op, out, *ins)
     if op.options.get("fused_activation_function", "NONE") != "NONE":
         raise refuse(op, "a fused activation on CONCATENATION is not supported")
-    for t in ins:
-        if np.float32(t.scale) != np.float32(out.scale) or t.zero_point != out.zero_point:
-            raise refuse(op, "its inputs must share the output's scale and zero point")
+    # TFLM copies int8 inputs byte for byte even when their quantization differs from the
+    # output's (the converter makes them equal); being bit-exact means doing the same.
     rank = len(out.shape)
     axis = op.options.get("axis", 0) % rank
     outer = int(np.prod(out.shape[:axis])) if axis else 1
@@ -331,7 +332,7 @@ def lower_concatenation(ctx, op) -> Lowered:
     return Lowered("td_concat", decls, call)
 
 
-def lower_quantize(ctx, op) -> Lowered:
+def lower_quantize(ctx: Context, op) -> Lowered:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     if out.type_name != "INT8" or out.quantization is None:
         raise refuse(op, f"output type {out.type_name} is not supported")
@@ -346,7 +347,7 @@ def lower_quantize(ctx, op) -> Lowered:
     return Lowered("td_quantize", [], call)
 
 
-def lower_dequantize(ctx, op) -> Lowered:
+def lower_dequantize(ctx: Context, op) -> Lowered:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp)
     if out.type_name != "FLOAT32":
@@ -356,10 +357,12 @@ def lower_dequantize(ctx, op) -> Lowered:
     return Lowered("td_quantize", [], call)
 
 
-def lower_alias(ctx, op) -> Lowered:
+def lower_alias(ctx: Context, op) -> Lowered:
     inp, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.outputs[0])
     if inp.size != out.size or inp.type_name != out.type_name:
         raise refuse(op, "input and output differ in size or type")
+    if inp.data is not None:  # the converter folds these; an alias of flash cannot be written
+        raise refuse(op, "its input is a constant tensor")
     return Lowered(None)
 
 
