@@ -202,3 +202,24 @@ def test_boards_lists_every_profile_and_show_details():
         assert board in proc.stdout
     show = run_cli("boards", "show", "qemu-m3", "--json")
     assert json.loads(show.stdout)["ram_bytes"] == 65_536
+
+
+def test_compile_writes_model_c_and_h_that_build_warning_free(tmp_path):
+    import shutil
+
+    out = tmp_path / "ad01_c"
+    proc = run_cli("compile", MLPERF / "ad01_int8.tflite", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.c").is_file() and (out / "model.h").is_file()
+    header = (out / "model.h").read_text()
+    for api in ("int td_model_init(void)", "int8_t *td_model_input(int i)",
+                "int td_model_invoke(void)", "const int8_t *td_model_output(int i)"):
+        assert api in header
+    compilers = [["gcc", "-std=c99"]]
+    if shutil.which("arm-none-eabi-gcc"):
+        compilers.append(["arm-none-eabi-gcc", "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-Os"])
+    for cc in compilers:
+        for source in sorted(out.glob("*.c")):
+            built = subprocess.run([*cc, "-Wall", "-Wextra", "-Werror", "-c", str(source), "-o",
+                                    str(tmp_path / (source.stem + ".o"))], capture_output=True, text=True)
+            assert built.returncode == 0, (cc[0], source.name, built.stderr)

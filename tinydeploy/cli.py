@@ -286,7 +286,8 @@ def boards_show(board_id, as_json):
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @friendly_errors
 def compile_cmd(model, calib, calib_samples, io, out_dir, force):
-    """Compile MODEL to dependency-free C99 (the native runtime): model.c/.h + kernels.
+    """Compile MODEL to dependency-free C99 (the native runtime): model.c, model.h (the API) and
+    the kernels the model calls.
 
     \b
     Example:
@@ -301,7 +302,7 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
         raise InputError(f"the native runtime lacks {', '.join(p.measured.native.unsupported_ops)}",
                          "build with --runtime tflm instead")
     with staged_output(out_dir, force) as stage:
-        result = native.compile_model(p.model_bytes, stage, name=p.name)
+        result = native.compile_model(p.model_bytes, stage, name="model")
     click.echo(f"wrote {out_dir}/: {len(result.files)} files, arena {result.arena_bytes:,} B")
 
 

@@ -27,7 +27,7 @@ def render_project(stage: Path, sources: ModelSources) -> None:
     if sources.runtime == "native":
         from tinydeploy import native
 
-        native.compile_model(sources.model_bytes, src, name=c_identifier(sources.model_name))
+        native.compile_model(sources.model_bytes, src, name="model")
     if project_kind(sources.board) == "platformio":
         from tinydeploy.platformio_project import render_platformio_project
 
