@@ -223,3 +223,14 @@ def test_compile_writes_model_c_and_h_that_build_warning_free(tmp_path):
             built = subprocess.run([*cc, "-Wall", "-Wextra", "-Werror", "-c", str(source), "-o",
                                     str(tmp_path / (source.stem + ".o"))], capture_output=True, text=True)
             assert built.returncode == 0, (cc[0], source.name, built.stderr)
+
+
+def test_vww_fits_qemu_m3_only_with_the_native_runtime():
+    """Measured, not assumed: the native planner's arena (36,888 B) fits the 64 KB part; TFLM's does not.
+
+    tests/test_deploy.py links and runs firmware to the same limits the check uses."""
+    proc = run_cli("check", MLPERF / "vww_96_int8.tflite", "--board", "qemu-m3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("qemu-m3: fits")
+    assert "with --runtime tflm: qemu-m3: RAM does not fit" in lines[-2]

@@ -189,6 +189,9 @@ def check(model, calib, calib_samples, io, board, runtime, as_json):
         click.echo(check_matrix(results))
     else:
         click.echo(memory_table(results[0]))
+        if runtime is None:  # the other runtime's verdict, for comparison
+            other = "tflm" if results[0].runtime == "native" else "native"
+            click.echo(f"(with --runtime {other}: {run_check(prepared.measured, boards[0], other).verdict()})")
         click.echo(results[0].verdict())
     if not any(r.fits for r in results):
         sys.exit(1)
