@@ -93,52 +93,49 @@ def _filter_scales(op, filt, channels: int) -> np.ndarray:
 def lower_conv_2d(ctx: Context, op) -> Lowered:
     inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, filt, out)
-    n, ih, iw, ic = inp.shape
+    ic = inp.shape[3]
     oc, kh, kw, kc = filt.shape
-    _, oh, ow, _ = out.shape
-    o = op.options
     if ic % kc or oc % (ic // kc):
         raise refuse(op, f"filter depth {kc} does not divide input depth {ic} into groups")
-    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
-    act_min, act_max = _activation(op, out)
     name = f"op{op.index}"
-    decls, qfields = _multipliers(name, mults, shifts)
-    fields = {
-        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
-        "k_h": kh, "k_w": kw, "k_c": kc, "stride_h": o["stride_h"], "stride_w": o["stride_w"],
-        "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
-        "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
-        "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"]),
-        "input_offset": -inp.zero_point, "output_offset": out.zero_point,
-        "act_min": act_min, "act_max": act_max, **qfields}
+    decls, fields = _window_fields(op, inp, filt, out, kh, kw, {"k_c": kc})
     decls.append(c_struct("td_conv_params_t", f"{name}_params", fields))
     call = (f"td_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
             f"{_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
     return Lowered("td_conv", decls, call)
 
 
-def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
-    inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
-    _require_int8(op, inp, filt, out)
+def _window_fields(op, inp, filt, out, kh: int, kw: int, extra: dict) -> tuple[list[str], dict]:
+    """The parameter fields conv and depthwise conv share: shapes, window, padding, quantization.
+
+    Returns the C declarations of the per-channel multiplier/shift arrays and the struct fields.
+    """
     n, ih, iw, ic = inp.shape
-    _, kh, kw, oc = filt.shape
-    _, oh, ow, _ = out.shape
+    _, oh, ow, oc = out.shape
     o = op.options
-    if oc % ic:
-        raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
     mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
     act_min, act_max = _activation(op, out)
-    name = f"op{op.index}"
-    decls, qfields = _multipliers(name, mults, shifts)
+    decls, qfields = _multipliers(f"op{op.index}", mults, shifts)
     fields = {
         "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
-        "k_h": kh, "k_w": kw, "depth_multiplier": oc // ic,
-        "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+        "k_h": kh, "k_w": kw, **extra, "stride_h": o["stride_h"], "stride_w": o["stride_w"],
         "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
         "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
         "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"]),
         "input_offset": -inp.zero_point, "output_offset": out.zero_point,
         "act_min": act_min, "act_max": act_max, **qfields}
+    return decls, fields
+
+
+def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
+    inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
+    _require_int8(op, inp, filt, out)
+    ic = inp.shape[3]
+    _, kh, kw, oc = filt.shape
+    if oc % ic:
+        raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
+    name = f"op{op.index}"
+    decls, fields = _window_fields(op, inp, filt, out, kh, kw, {"depth_multiplier": oc // ic})
     decls.append(c_struct("td_depthwise_params_t", f"{name}_params", fields))
     call = (f"td_depthwise_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
             f"{ctx.ptr(op.inputs[1])}, {_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
