@@ -233,6 +233,17 @@ static int16_t saturating_shl16(int16_t value, int amount)
     return (int16_t)(shifted < INT16_MIN ? INT16_MIN : (shifted > INT16_MAX ? INT16_MAX : shifted));
 }
 
+/* TFLM's RoundingDivideByPOT on an int16 value. Its mask is computed in int16, so for
+ * exponent >= 16 the mask wraps to -1 and the result is +1 for x >= 0 and -1 for x < 0
+ * (not 0): tiny-scale HARD_SWISH layers hit this, and bit-exactness needs it. */
+static int16_t rounding_shr16(int16_t x, int exponent)
+{
+    if (exponent >= 16) {
+        return (int16_t)(x >= 0 ? 1 : -1);
+    }
+    return (int16_t)td_fx_rounding_shr(x, exponent);
+}
+
 /* Rescales x (on the hires input scale) to [-1, 1] in Q0.15, where +-1 stands for +-3.0,
  * saturating; the left shift is split around the multiply so saturation is exact. */
 static int16_t reluish_rescale(const td_hard_swish_params_t *params, int16_t x)
@@ -247,7 +258,7 @@ static int16_t reluish_rescale(const td_hard_swish_params_t *params, int16_t x)
     if (exponent > 0) {
         v = saturating_shl16(v, 1);
     } else if (exponent < 0) {
-        v = (int16_t)td_fx_rounding_shr(v, -exponent);
+        v = rounding_shr16(v, -exponent);
     }
     return v;
 }
@@ -267,7 +278,7 @@ void td_hard_swish_s8(const td_hard_swish_params_t *params, const int8_t *input,
             (int16_t)(((int32_t)reluish_rescale(params, hires) + (1 << 15)) >> 1);
         const int16_t preshift = mul16_truncating(reluish, on_preshift_output_scale);
         /* The int16 wrap of the zero-point addition is part of TFLM's reference arithmetic. */
-        const int16_t shifted = (int16_t)(td_fx_rounding_shr(
+        const int16_t shifted = (int16_t)(rounding_shr16(
                                               preshift, -(int)params->output_multiplier_exponent) +
                                           params->output_zero_point);
         output[i] = clamp_to_int8(shifted);

@@ -124,6 +124,10 @@ ELEMENTWISE_SPECS = [
 ]
 for _spec in _random_specs():
     (SOFTMAX_SPECS if _spec["op"] == "SOFTMAX" else ELEMENTWISE_SPECS).append(_spec)
+# Tiny scales from a random-weight MobileNetV3Small: the int16 rounding shifts reach 16 bits and
+# more, where TFLM's int16 RoundingDivideByPOT returns +-1 instead of 0.
+ELEMENTWISE_SPECS.append(elementwise_spec("HARD_SWISH", (-4.0, 4.0), (1.0998696e-08, 4),
+                                          (9.420917e-09, 2)))
 
 
 # ---- the C kernels, through ctypes -------------------------------------------------------------
