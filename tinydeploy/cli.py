@@ -248,18 +248,12 @@ def boards(ctx, as_json):
 
     profiles = list_boards()
     if as_json:
-        emit_json([_board_dict(b) for b in profiles])
+        emit_json([b.to_dict() for b in profiles])
         return
     click.echo(f"{'id':<22} {'name':<44} {'core':<14} {'flash':>9} {'RAM':>9}  runtime/runner")
     for b in profiles:
         click.echo(f"{b.id:<22} {b.name[:44]:<44} {b.core:<14} {b.flash_bytes // 1024:>6} KB "
                    f"{b.ram_bytes // 1024:>6} KB  {b.default_runtime}/{b.default_runner}")
-
-
-def _board_dict(b) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(b)
 
 
 @boards.command("show")
@@ -270,7 +264,7 @@ def boards_show(board_id, as_json):
     """Show one board profile."""
     from tinydeploy.boards import load_board
 
-    data = _board_dict(load_board(board_id))
+    data = load_board(board_id).to_dict()
     if as_json:
         emit_json(data)
         return

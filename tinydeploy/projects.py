@@ -18,7 +18,7 @@ from tinydeploy.render import ModelSources, c_identifier, render_model_sources
 
 
 def project_kind(board) -> str:
-    return "baremetal" if board.qemu is not None else "platformio"
+    return "baremetal" if board.emulated else "platformio"
 
 
 def render_project(stage: Path, sources: ModelSources) -> None:

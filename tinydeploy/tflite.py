@@ -30,6 +30,8 @@ _TENSOR_TYPES = {
     16: ("UINT16", np.uint16), 17: ("INT4", None), 18: ("BFLOAT16", None),
 }
 _PADDING = {0: "SAME", 1: "VALID"}
+# How each option field kind below is stored: int8 ("b"), int32 ("i") or float32 ("f").
+_SCALAR_KIND = {"b": "b", "pad": "b", "act": "b", "bool": "b", "i": "i", "f": "f"}
 _ACTIVATION = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 # Builtin options tables we decode: option-union type -> [(field name, field id, kind, default)].
@@ -256,8 +258,7 @@ def _decode_options(op_table: _Table) -> dict:
         if ftype == "ivec":
             out[name] = [int(v) for v in opts_table.array(fid, np.int32)] if opts_table else []
             continue
-        raw = opts_table.scalar(fid, "f" if ftype == "f" else ("b" if ftype in ("b", "pad", "act", "bool") else "i"),
-                                default) if opts_table else default
+        raw = opts_table.scalar(fid, _SCALAR_KIND[ftype], default) if opts_table else default
         if ftype == "pad":
             raw = _PADDING.get(raw, f"UNKNOWN_{raw}")
         elif ftype == "act":

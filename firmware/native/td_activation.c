@@ -162,45 +162,45 @@ static int8_t clamp_to_int8(int32_t v)
 /* Both TFLM int8 kernels rescale (input - zero point) to Q4.27 and saturate outside the radius. */
 #define TD_SIGMOID_INPUT_INT_BITS 4
 
-void td_logistic_s8(const td_logistic_params_t *params, const int8_t *input, int8_t *output,
-                    size_t size)
+/* The shared body of LOGISTIC and TANH: saturate inputs beyond the radius, rescale the rest to
+ * Q4.27, apply the Q0.31 curve and requantize it to int8 with `out_shift` and `out_offset`. */
+static void sigmoid_like_s8(int32_t input_zero_point, int32_t input_range_radius,
+                            int32_t input_multiplier, int32_t input_left_shift,
+                            int32_t (*curve)(int32_t, int), int out_shift, int32_t out_offset,
+                            const int8_t *input, int8_t *output, size_t size)
 {
     size_t i;
 
     for (i = 0; i < size; ++i) {
-        const int32_t centered = (int32_t)input[i] - params->input_zero_point;
-        if (centered <= -params->input_range_radius) {
+        const int32_t centered = (int32_t)input[i] - input_zero_point;
+        if (centered <= -input_range_radius) {
             output[i] = INT8_MIN;
-        } else if (centered >= params->input_range_radius) {
+        } else if (centered >= input_range_radius) {
             output[i] = INT8_MAX;
         } else {
             const int32_t in_q4 = td_fx_multiply_by_quantized_multiplier(
-                centered, params->input_multiplier, (int)params->input_left_shift);
-            const int32_t out_q0 = td_fx_logistic(in_q4, TD_SIGMOID_INPUT_INT_BITS);
-            /* Q0.31 -> 1/256 steps, output zero point -128. */
-            output[i] = clamp_to_int8(td_fx_rounding_shr(out_q0, 23) - 128);
+                centered, input_multiplier, (int)input_left_shift);
+            const int32_t out_q0 = curve(in_q4, TD_SIGMOID_INPUT_INT_BITS);
+            output[i] = clamp_to_int8(td_fx_rounding_shr(out_q0, out_shift) + out_offset);
         }
     }
 }
 
+void td_logistic_s8(const td_logistic_params_t *params, const int8_t *input, int8_t *output,
+                    size_t size)
+{
+    /* Q0.31 -> 1/256 steps, output zero point -128. */
+    sigmoid_like_s8(params->input_zero_point, params->input_range_radius,
+                    params->input_multiplier, params->input_left_shift, td_fx_logistic, 23, -128,
+                    input, output, size);
+}
+
 void td_tanh_s8(const td_tanh_params_t *params, const int8_t *input, int8_t *output, size_t size)
 {
-    size_t i;
-
-    for (i = 0; i < size; ++i) {
-        const int32_t centered = (int32_t)input[i] - params->input_zero_point;
-        if (centered <= -params->input_range_radius) {
-            output[i] = INT8_MIN;
-        } else if (centered >= params->input_range_radius) {
-            output[i] = INT8_MAX;
-        } else {
-            const int32_t in_q4 = td_fx_multiply_by_quantized_multiplier(
-                centered, params->input_multiplier, (int)params->input_left_shift);
-            const int32_t out_q0 = td_fx_tanh(in_q4, TD_SIGMOID_INPUT_INT_BITS);
-            /* Q0.31 -> 1/128 steps, output zero point 0. */
-            output[i] = clamp_to_int8(td_fx_rounding_shr(out_q0, 24));
-        }
-    }
+    /* Q0.31 -> 1/128 steps, output zero point 0. */
+    sigmoid_like_s8(params->input_zero_point, params->input_range_radius,
+                    params->input_multiplier, params->input_left_shift, td_fx_tanh, 24, 0,
+                    input, output, size);
 }
 
 /* ---- HARD_SWISH: 16-bit fixed point --------------------------------------------------------- */
