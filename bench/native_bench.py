@@ -1,4 +1,4 @@
-"""Native runtime vs TFLM on the shared MLPerf Tiny int8 models, measured in one run.
+"""Native runtime vs TFLM on the MLPerf Tiny int8 models (examples/mlperf_tiny), measured in one run.
 
 For each model it prints:
   RAM    native arena (+ scratch) vs TFLM's arena, total and non-persistent part (from
@@ -28,7 +28,7 @@ import numpy as np
 from tinydeploy import native
 
 MODELS = ["pretrainedResnet_quant.tflite", "ad01_int8.tflite", "vww_96_int8.tflite"]
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "mlperf_tiny"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "examples" / "mlperf_tiny"
 OUT = Path(__file__).resolve().parent / "out" / "native"
 ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-Os", "-Wall", "-Wextra", "-Werror"]
 FLASH_SLACK = 30 * 1024

@@ -125,3 +125,31 @@ def digits_saved_model(digits_model, tmp_path_factory):
     with quiet():
         digits_model.keras_model.export(path, verbose=False)
     return path
+
+
+def _keras2_h5(path, layers_of) -> None:
+    """Save a small, seeded model with tf_keras (Keras 2) as a legacy .h5, as old projects have."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential(layers_of(tf_keras.layers))
+    model.save(path)
+
+
+@pytest.fixture(scope="session")
+def keras2_dense_h5(tmp_path_factory):
+    """A Keras-2-era .h5 that Keras 3 reads itself (Dense layers only, like MLPerf's ad01.h5)."""
+    path = tmp_path_factory.mktemp("keras2") / "dense_k2.h5"
+    _keras2_h5(path, lambda L: [L.Input((16,)), L.Dense(8, activation="relu"), L.Dense(16)])
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras2_depthwise_h5(tmp_path_factory):
+    """A Keras-2-era .h5 that Keras 3 rejects: tf_keras writes a 'groups' key into DepthwiseConv2D's
+    config, as in MLPerf's vww_96.h5, so it loads only through tf_keras."""
+    path = tmp_path_factory.mktemp("keras2") / "depthwise_k2.h5"
+    _keras2_h5(path, lambda L: [L.Input((12, 12, 3)), L.Conv2D(4, 3, padding="same", activation="relu"),
+                                L.DepthwiseConv2D(3, padding="same"), L.GlobalAveragePooling2D(),
+                                L.Dense(2, activation="softmax")])
+    return path

@@ -1,7 +1,7 @@
 """TFLM's arena as the check reports it, against TFLM's arena_used_bytes() measured on a Cortex-M4.
 
-The figures are the ones in shared/mlperf_tiny/README.md (TFLM reference kernels built for QEMU
-mps2-an386). The check must never report less than the device uses, and at most 2 % more.
+The figures were measured with TFLM's reference kernels (upstream TFLM, 2026-08) built for QEMU
+mps2-an386, on the MLPerf Tiny models in examples/mlperf_tiny. The check must never report less than the device uses, and at most 2 % more.
 """
 
 import pytest

@@ -163,9 +163,9 @@ def test_other_quantized_kinds_are_refused():
 
 
 @pytest.mark.slow
-def test_keras2_h5_that_keras3_rejects_loads_with_tf_keras_and_converts():
-    model = load_model(MLPERF / "vww_96.h5")
-    assert (model.kind, model.keras_flavor, model.input_shape) == ("keras", "tf_keras", (96, 96, 3))
+def test_keras2_h5_that_keras3_rejects_loads_with_tf_keras_and_converts(keras2_depthwise_h5):
+    model = load_model(keras2_depthwise_h5)
+    assert (model.kind, model.keras_flavor, model.input_shape) == ("keras", "tf_keras", (12, 12, 3))
     q = quantize(model, None, random_calib=True, calib_samples=4)
     assert q.kind == "int8"
     assert {"CONV_2D", "DEPTHWISE_CONV_2D"} <= set(tflite.parse(q.tflite).op_names)

@@ -206,7 +206,7 @@ def inspect(model, calib, calib_samples, io, as_json):
 
     \b
     Example:
-      tinydeploy inspect ../shared/mlperf_tiny/vww_96_int8.tflite
+      tinydeploy inspect examples/mlperf_tiny/vww_96_int8.tflite
     """
     from tinydeploy.report import ops_table
 
@@ -288,7 +288,7 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
 
     \b
     Example:
-      tinydeploy compile ../shared/mlperf_tiny/ad01_int8.tflite -o ad01_c
+      tinydeploy compile examples/mlperf_tiny/ad01_int8.tflite -o ad01_c
       gcc -std=c99 -O2 -c ad01_c/*.c
     """
     from tinydeploy import native

@@ -8,7 +8,6 @@ model then costs one gcc call for its model.c.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,10 +20,8 @@ from tinydeploy import native, tflite
 from tinydeploy.resources import firmware_dir
 
 KERNEL_DIR = firmware_dir() / "native"
-# The shared MLPerf Tiny models live next to the checkout (never copied into the repo);
-# TD_MLPERF_DIR points elsewhere.
-MLPERF = Path(os.environ.get("TD_MLPERF_DIR",
-                             Path(__file__).resolve().parents[3] / "shared" / "mlperf_tiny"))
+# The MLPerf Tiny int8 models are in the repository (examples/mlperf_tiny).
+MLPERF = Path(__file__).resolve().parents[2] / "examples" / "mlperf_tiny"
 HOST_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-Os", "-Wall", "-Wextra", "-Werror"]
 
@@ -121,11 +118,8 @@ class Reference:
 
 
 def mlperf_path(name: str) -> Path:
-    """Path of a shared MLPerf Tiny model; skips the test where the models are not available."""
-    path = MLPERF / name
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    return path
+    """Path of one of the repository's MLPerf Tiny int8 models."""
+    return MLPERF / name
 
 
 def have(tool: str) -> bool:

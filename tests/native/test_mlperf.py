@@ -1,6 +1,6 @@
-"""The shared MLPerf Tiny int8 models through the native runtime: bit-exact with tflite_micro on
-random inputs, and in no more RAM than TFLM's non-persistent arena (figures measured with
-tflite_micro's print_allocations, in /work/shared/mlperf_tiny/README.md)."""
+"""The MLPerf Tiny int8 models (examples/mlperf_tiny) through the native runtime: bit-exact with
+tflite_micro on random inputs, and in no more RAM than TFLM's non-persistent arena (figures
+measured with tflite_micro's print_allocations)."""
 
 from __future__ import annotations
 
