@@ -52,6 +52,8 @@ class ArenaPlan:
     offsets: dict[int, int]
     buffers: list[Buffer] = field(default_factory=list)
     overlaps_used: list[Overlap] = field(default_factory=list)
+    live_bound: int = 0        # largest sum of buffers live during one op (see live_bound())
+    in_place_bound: int = 0    # the same, with the permitted overlaps (see in_place_bound())
 
 
 def _align(n: int) -> int:
@@ -135,6 +137,35 @@ _ORDERINGS = (
 )
 
 
+def _live_at(buffers: list[Buffer]) -> dict[int, list[Buffer]]:
+    times = sorted({t for b in buffers for t in (b.first, b.last)})
+    return {t: [b for b in buffers if b.first <= t <= b.last] for t in times}
+
+
+def live_bound(buffers: list[Buffer]) -> int:
+    """The largest total size of the buffers live during one op: no plan that gives every live
+    tensor its own bytes can be smaller."""
+    return max((sum(b.size for b in live) for live in _live_at(buffers).values()), default=0)
+
+
+def in_place_bound(buffers: list[Buffer], valid: dict) -> int:
+    """live_bound, where an op's output may overlap the input it consumes as far as the
+    permitted overlap allows: the pair then needs max(out, gap + in) bytes, not out + in. No plan
+    within the kernels' rules can be smaller (for this op order)."""
+    by_id = {id(b): b for b in buffers}
+    worst = 0
+    for t, live in _live_at(buffers).items():
+        ids = {id(b) for b in live}
+        saving: dict[int, int] = {}   # output buffer -> best saving by overlapping one input
+        for (out_id, in_id), ov in valid.items():
+            if ov.op == t and out_id in ids and in_id in ids:
+                out_b, in_b = by_id[out_id], by_id[in_id]
+                s = out_b.size + in_b.size - max(out_b.size, ov.gap + in_b.size)
+                saving[out_id] = max(saving.get(out_id, 0), s)
+        worst = max(worst, sum(b.size for b in live) - sum(saving.values()))
+    return worst
+
+
 def plan_arena(sizes: dict[int, int], uses: dict[int, list[int]], aliases: dict[int, int],
                overlaps: list[Overlap] | None = None) -> ArenaPlan:
     """Plan the arena, keeping the smallest of several greedy orderings (with and without
@@ -153,6 +184,10 @@ def plan_arena(sizes: dict[int, int], uses: dict[int, list[int]], aliases: dict[
                 best = ArenaPlan(size=size, offsets={t: b.offset for t, b in by_tensor.items()},
                                  buffers=buffers, overlaps_used=used)
     assert best is not None
+    by_tensor = build_buffers(sizes, uses, aliases)
+    buffers = list({id(b): b for b in by_tensor.values()}.values())
+    best.live_bound = live_bound(buffers)
+    best.in_place_bound = in_place_bound(buffers, _valid_overlaps(by_tensor, list(overlaps or [])))
     return best
 
 

@@ -1,0 +1,171 @@
+"""Native runtime on the emulated Cortex-M4 (qemu-m4): DSP kernels vs the portable C kernels, in one run.
+
+For each model it builds the same generated sources twice with arm-none-eabi-gcc for qemu-m4
+(mps2-an386, -O2): once as they are (the kernels take their DSP path, chosen by __ARM_FEATURE_DSP)
+and once with -DTD_NO_DSP (the portable C path every other core runs). Each firmware runs in QEMU
+under ``-icount shift=0``, where one instruction takes 1 ns of virtual time, so the device's own
+timer gives the instructions an inference executes (SysTick ticks x 40 on mps2-an386). Every
+output is compared with the tflite_micro reference: a speed figure only counts if it is bit-exact.
+
+Printed per model:
+  instructions  portable, DSP, portable/DSP; and DSP against TFLM+CMSIS-NN as issue 10 measured
+                it (a quoted figure, not measured here: bench/runtimes.py measures both in one run)
+  arena         the native arena vs two lower bounds for this op order: "live" = the largest set
+                of tensors live during one op (what any planner without in-place execution
+                needs), "in-place" = the same with each op's output allowed to overlap the input
+                it consumes as the kernels permit (compiler.window_gap); and vs TFLM's arena
+                (tinydeploy.memory.tflm_arena: the recording allocator's plan, 32-bit MCU)
+  code          machine code of the native runtime in the DSP firmware (generated model.c and
+                the kernels: .text of their functions in the linked ELF, no weights or tables)
+
+    python3 bench/native_speed.py                 # IC, AD, VWW (examples/mlperf_tiny)
+    python3 bench/native_speed.py --samples 3 extra.tflite ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tinydeploy import baremetal, memory, tflite  # noqa: E402
+from tinydeploy.analyze import analyze  # noqa: E402
+from tinydeploy.boards import load_board  # noqa: E402
+from tinydeploy.build import build, prepare  # noqa: E402
+from tinydeploy.link import DeviceLink  # noqa: E402
+from tinydeploy.native.compiler import build_program  # noqa: E402
+from tinydeploy.runners import QemuRunner  # noqa: E402
+from tinydeploy.validate import validate  # noqa: E402
+
+MLPERF = ROOT / "examples" / "mlperf_tiny"
+MODELS = {"ic": MLPERF / "pretrainedResnet_quant.tflite", "ad": MLPERF / "ad01_int8.tflite",
+          "vww": MLPERF / "vww_96_int8.tflite"}
+# Issue 10's table: TFLM + CMSIS-NN (the pinned Arduino library) on qemu-m4, instructions. Quoted
+# until bench/runtimes.py measures it in the same run as the native runtime.
+CMSIS_NN_INSTRUCTIONS = {"ic": 43.4e6, "ad": 0.85e6, "vww": 31.0e6}
+OUT = ROOT / "bench" / "out" / "native_speed"
+BOARD = "qemu-m4"
+VARIANTS = {"portable": ["TD_NO_DSP"], "dsp": []}
+
+
+@dataclass
+class Run:
+    instructions: int
+    exact: bool
+
+
+def random_samples(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
+    spec = analyze(model_bytes).inputs[0]
+    rng = np.random.default_rng(seed)
+    shape = (n, *spec.shape[1:]) if spec.shape and spec.shape[0] == 1 else (n, *spec.shape)
+    if spec.dtype == "int8":
+        return rng.integers(-128, 128, size=shape, dtype=np.int8)
+    return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+
+
+def run_on_qemu(board, elf: Path, model_bytes: bytes, samples: np.ndarray) -> Run:
+    """Validate the firmware on the samples; instructions per inference (median)."""
+    with QemuRunner.from_board(board).run(elf) as device:
+        with DeviceLink(device.port, open_timeout=device.open_timeout) as link:
+            link.hello(expected_hash=hashlib.sha256(model_bytes).digest())
+            report = validate(link, model_bytes, samples)
+    ns_per_tick = 1e9 / baremetal.SYSTICK_HZ[board.qemu.machine]
+    if report.cycles:
+        instructions = int(report.cycles["median"] * ns_per_tick)
+    else:
+        instructions = report.latency_us["median"] * 1000
+    return Run(instructions, report.exact_match == 1.0)
+
+
+def _defined_functions(objects: list[Path]) -> set[str]:
+    out = subprocess.run(["arm-none-eabi-nm", "--defined-only", *map(str, objects)],
+                         capture_output=True, text=True, check=True).stdout
+    return {f[2] for f in (line.split() for line in out.splitlines())
+            if len(f) == 3 and f[1] in "tT"}
+
+
+def code_bytes(board, sources: list[Path], elf: Path, work: Path) -> int:
+    """.text bytes, in the linked firmware, of the functions the native sources define."""
+    objs = work / "objs"
+    objs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["arm-none-eabi-gcc", *board.qemu.cpu_flags, "-O2", "-ffunction-sections",
+                    "-c", *map(str, sources)], cwd=objs, check=True)
+    names = _defined_functions([objs / f"{s.stem}.o" for s in sources])
+    out = subprocess.run(["arm-none-eabi-nm", "-S", "--defined-only", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    total = 0
+    for fields in (line.split() for line in out.splitlines()):
+        if len(fields) == 4 and fields[2] in "tT" and fields[3] in names:
+            total += int(fields[1], 16)
+    return total
+
+
+def arena_figures(model_bytes: bytes) -> dict:
+    program = build_program(tflite.parse(model_bytes))
+    tflm = memory.tflm_arena(model_bytes, analyze(model_bytes)).total
+    return {"arena": program.arena.size, "live": program.arena.live_bound,
+            "in_place": program.arena.in_place_bound, "tflm": tflm}
+
+
+def bench_model(name: str, path: Path, samples: int) -> dict:
+    board = load_board(BOARD)
+    work = OUT / name
+    prepared = prepare(path)
+    result = build(prepared, board, out_dir=work / "project", force=True)
+    sources = sorted((work / "project" / "src").glob("*.c"))
+    model_bytes = (work / "project" / "model.tflite").read_bytes()
+    xs = random_samples(model_bytes, samples)
+    row = {"model": name, **arena_figures(model_bytes)}
+    for variant, defines in VARIANTS.items():
+        fw = baremetal.build_firmware(board, sources, work / variant, defines=defines)
+        row[variant] = run_on_qemu(board, fw.elf, model_bytes, xs)
+        if variant == "dsp":
+            runtime = [s for s in sources if s.name == "model.c" or s.name.startswith("td_")]
+            row["code"] = code_bytes(board, runtime, fw.elf, work / variant)
+    assert result.out_dir is not None
+    return row
+
+
+def _m(n: float) -> str:
+    return f"{n / 1e6:.2f}M"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="*", type=Path, help="extra int8 .tflite models")
+    ap.add_argument("--samples", type=int, default=2, help="random inputs per firmware")
+    ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS),
+                    help="which MLPerf Tiny models (default all)")
+    args = ap.parse_args(argv)
+    todo = [(n, MODELS[n]) for n in args.only] + [(p.stem, p) for p in args.models]
+    rows = [bench_model(n, p, args.samples) for n, p in todo]
+    print(f"{'model':14} {'portable':>9} {'DSP':>8} {'port/DSP':>8} {'CMSIS-NN*':>9} "
+          f"{'DSP/CMSIS':>9} | {'arena':>7} {'live':>7} {'in-place':>8} {'ar/ip':>6} "
+          f"{'TFLM':>8} {'ar/TFLM':>7} | {'code':>6} | bit-exact")
+    ok = True
+    for r in rows:
+        port, dsp = r["portable"], r["dsp"]
+        cmsis = CMSIS_NN_INSTRUCTIONS.get(r["model"])
+        vs = f"{dsp.instructions / cmsis:>9.2f}" if cmsis else f"{'-':>9}"
+        exact = port.exact and dsp.exact
+        ok &= exact
+        print(f"{r['model']:14} {_m(port.instructions):>9} {_m(dsp.instructions):>8} "
+              f"{port.instructions / dsp.instructions:>8.2f} "
+              f"{_m(cmsis) if cmsis else '-':>9} {vs} | {r['arena']:>7,} {r['live']:>7,} "
+              f"{r['in_place']:>8,} {r['arena'] / r['in_place']:>6.2f} {r['tflm']:>8,} "
+              f"{r['arena'] / r['tflm']:>7.2f} | {r['code']:>6,} | "
+              f"{'yes' if exact else 'NO'}")
+    print("* TFLM+CMSIS-NN instructions as issue 10 measured them (quoted, not from this run)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
