@@ -2,61 +2,84 @@
 
 #include <stddef.h>
 
+#include "td_dsp.h"
 #include "td_qmath.h"
 
-/* Sum over the valid taps of one window of (input + input_offset) * filter. */
-static int32_t conv_window(const td_conv_params_t *p, const int8_t *input_batch,
-                           const int8_t *filter_oc, int32_t in_y0, int32_t in_x0,
-                           int32_t in_c0, const int32_t *ky_range, const int32_t *kx_range)
+/*
+ * The window of output pixel (oy, ox) as one vector of depth int8: channels [c0, c0 + k_c) of
+ * each tap in filter order (ky, kx, c). Taps in the padding read the input zero point, which
+ * contributes nothing once the input offset is folded into the bias; the depth padding reads 0.
+ */
+static void gather_window(const td_conv_params_t *p, const int8_t *image, int32_t oy, int32_t ox,
+                          int32_t c0, int8_t *col)
 {
-    int32_t acc = 0;
-    int32_t ky, kx, c;
-    /* Without dilation or groups a filter row and its input pixels are one contiguous run. */
-    const int contiguous = p->dilation_w == 1 && p->k_c == p->in_c;
-    const int32_t run = contiguous ? (kx_range[1] - kx_range[0]) * p->k_c : p->k_c;
-    for (ky = ky_range[0]; ky < ky_range[1]; ++ky) {
-        const int32_t in_y = in_y0 + p->dilation_h * ky;
-        for (kx = kx_range[0]; kx < kx_range[1]; kx += contiguous ? p->k_w : 1) {
-            const int32_t in_x = in_x0 + p->dilation_w * kx;
-            const int8_t *in_px = input_batch + ((size_t)in_y * p->in_w + in_x) * p->in_c + in_c0;
-            const int8_t *f_px = filter_oc + ((size_t)ky * p->k_w + kx) * p->k_c;
-            for (c = 0; c < run; ++c) {
-                acc += (int32_t)f_px[c] * ((int32_t)in_px[c] + p->input_offset);
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const int32_t row_bytes = p->k_w * p->k_c;
+    const int8_t pad = (int8_t)p->pad_value;
+    int32_t kx_start, kx_end, ky, kx;
+    td_valid_taps(x0, p->dilation_w, p->k_w, p->in_w, &kx_start, &kx_end);
+    kx_end = TD_MAX(kx_end, kx_start);
+    for (ky = 0; ky < p->k_h; ++ky, col += row_bytes) {
+        const int32_t y = y0 + ky * p->dilation_h;
+        const int8_t *row = image + ((size_t)y * p->in_w) * p->in_c + c0;
+        if (y < 0 || y >= p->in_h) {
+            td_fill_s8(col, pad, row_bytes);
+        } else if (p->dilation_w == 1 && p->k_c == p->in_c) {
+            /* The taps inside the image are one contiguous run of input bytes. */
+            td_fill_s8(col, pad, kx_start * p->k_c);
+            td_copy_s8(col + kx_start * p->k_c, row + (size_t)(x0 + kx_start) * p->in_c,
+                       (kx_end - kx_start) * p->k_c);
+            td_fill_s8(col + kx_end * p->k_c, pad, (p->k_w - kx_end) * p->k_c);
+        } else {
+            for (kx = 0; kx < p->k_w; ++kx) {
+                int8_t *dst = col + kx * p->k_c;
+                if (kx >= kx_start && kx < kx_end) {
+                    td_copy_s8(dst, row + (size_t)(x0 + kx * p->dilation_w) * p->in_c, p->k_c);
+                } else {
+                    td_fill_s8(dst, pad, p->k_c);
+                }
             }
         }
     }
-    return acc;
+    td_fill_s8(col, 0, p->depth - p->k_h * row_bytes);
 }
 
-void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                const int32_t *bias, int8_t *output)
+/* The input vector of output pixel (oy, ox), channels from c0: gathered, or read in place. */
+static const int8_t *window(const td_conv_params_t *p, const int8_t *image, int32_t pixel,
+                            int32_t c0, int8_t *col)
 {
-    const int32_t filters_per_group = p->out_c / (p->in_c / p->k_c);
-    const size_t in_batch_size = (size_t)p->in_h * p->in_w * p->in_c;
-    const size_t filter_size = (size_t)p->k_h * p->k_w * p->k_c;
-    int32_t b, oy, ox, oc;
+    const int32_t oy = pixel / p->out_w, ox = pixel % p->out_w;
+    if (p->gather) {
+        gather_window(p, image, oy, ox, c0, col);
+        return col;
+    }
+    return image + ((size_t)oy * p->stride_h * p->in_w + (size_t)ox * p->stride_w) * p->in_c;
+}
+
+void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *weights,
+                int8_t *output, int8_t *scratch)
+{
+    const int32_t groups = p->in_c / p->k_c;
+    const int32_t per_group = p->out_c / groups;
+    const int32_t pixels = p->out_h * p->out_w;
+    int32_t b, i, g;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *input_batch = input + (size_t)b * in_batch_size;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t in_y0 = oy * p->stride_h - p->pad_h;
-            int32_t ky_range[2];
-            td_valid_taps(in_y0, p->dilation_h, p->k_h, p->in_h, &ky_range[0], &ky_range[1]);
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-                int32_t kx_range[2];
-                td_valid_taps(in_x0, p->dilation_w, p->k_w, p->in_w, &kx_range[0], &kx_range[1]);
-                for (oc = 0; oc < p->out_c; ++oc) {
-                    const int32_t q = p->per_channel ? oc : 0;
-                    const int32_t in_c0 = (oc / filters_per_group) * p->k_c;
-                    int32_t acc = conv_window(p, input_batch, filter + (size_t)oc * filter_size,
-                                              in_y0, in_x0, in_c0, ky_range, kx_range);
-                    if (bias != NULL) {
-                        acc += bias[oc];
-                    }
-                    acc = td_mul_by_quantized_multiplier(acc, p->multiplier[q], (int)p->shift[q]);
-                    acc += p->output_offset;
-                    *output++ = (int8_t)td_clamp(acc, p->act_min, p->act_max);
-                }
+        const int8_t *image = input + (size_t)b * p->in_h * p->in_w * p->in_c;
+        int8_t *out = output + (size_t)b * pixels * p->out_c;
+        /* Two output pixels at a time (the last one alone when their number is odd); both
+         * windows are read before any of their outputs is written. */
+        for (i = 0; i < pixels; i += 2) {
+            const int pair = i + 1 < pixels;
+            for (g = 0; g < groups; ++g) {
+                const int32_t first = g * per_group;
+                const int8_t *x0 = window(p, image, i, g * p->k_c, scratch);
+                const int8_t *x1 =
+                    pair ? window(p, image, i + 1, g * p->k_c, scratch + p->depth) : NULL;
+                td_gemm_s8(x0, x1, weights + (size_t)first * p->depth, p->depth,
+                           p->channels + first, per_group, &p->output,
+                           out + (size_t)i * p->out_c + first,
+                           pair ? out + (size_t)(i + 1) * p->out_c + first : NULL);
             }
         }
     }

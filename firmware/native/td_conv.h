@@ -1,13 +1,17 @@
 /*
- * td_conv.h - int8 CONV_2D (NHWC input, OHWI filter), TFLM reference arithmetic.
+ * td_conv.h - int8 CONV_2D (NHWC input, OHWI filter, groups), TFLM reference arithmetic.
  *
- * Everything TFLM computes in Prepare (padding, per-channel multipliers, activation range) is
- * computed by the compiler and stored in a const td_conv_params_t next to the weights.
+ * Each output pixel's window is gathered into a vector (im2col) and multiplied with every filter
+ * by td_gemm_s8, two pixels at a time. Everything TFLM computes in Prepare (padding, per-channel
+ * multipliers, activation range) and the weight layout td_gemm.h describes are made by the
+ * compiler (tinydeploy/native/ops.py) and stored next to the weights.
  */
 #ifndef TD_CONV_H
 #define TD_CONV_H
 
 #include <stdint.h>
+
+#include "td_gemm.h"
 
 typedef struct {
     int32_t batches;
@@ -17,16 +21,17 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t dilation_h, dilation_w;
     int32_t pad_h, pad_w;            /* padding before the first row / column */
-    int32_t input_offset;            /* -input zero point */
-    int32_t output_offset;           /* output zero point */
-    int32_t act_min, act_max;        /* fused activation range, in output units */
-    int32_t per_channel;             /* 1: multiplier/shift have out_c entries, 0: one entry */
-    const int32_t *multiplier;
-    const int8_t *shift;             /* power-of-two exponents, -31..30 */
+    int32_t depth;                   /* k_h * k_w * k_c rounded up to a multiple of 4 */
+    int32_t gather;                  /* 1: windows are gathered into scratch (2 * depth bytes);
+                                      * 0: a window is one input pixel, read in place (1x1,
+                                      * no groups, in_c a multiple of 4) */
+    int32_t pad_value;               /* input zero point: what padding taps read */
+    td_output_t output;
+    const td_channel_t *channels;    /* out_c entries */
 } td_conv_params_t;
 
-/* bias may be NULL. */
-void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                const int32_t *bias, int8_t *output);
+/* weights in td_gemm.h's layout (per group); scratch may be NULL when p->gather is 0. */
+void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *weights,
+                int8_t *output, int8_t *scratch);
 
 #endif /* TD_CONV_H */

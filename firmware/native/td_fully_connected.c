@@ -2,28 +2,31 @@
 
 #include <stddef.h>
 
-#include "td_qmath.h"
+#include "td_dsp.h"
+
+/* Input row b, readable for depth bytes: in place, or copied to col with zero padding. */
+static const int8_t *input_row(const td_fully_connected_params_t *p, const int8_t *input,
+                               int32_t b, int8_t *col)
+{
+    const int8_t *row = input + (size_t)b * p->accum_depth;
+    if (p->depth == p->accum_depth) {
+        return row;
+    }
+    td_copy_s8(col, row, p->accum_depth);
+    td_fill_s8(col + p->accum_depth, 0, p->depth - p->accum_depth);
+    return col;
+}
 
 void td_fully_connected_s8(const td_fully_connected_params_t *p, const int8_t *input,
-                           const int8_t *filter, const int32_t *bias, int8_t *output)
+                           const int8_t *weights, int8_t *output, int8_t *scratch)
 {
-    int32_t b, o, d;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *in_row = input + (size_t)b * p->accum_depth;
-        for (o = 0; o < p->out_depth; ++o) {
-            const int8_t *f_row = filter + (size_t)o * p->accum_depth;
-            const int32_t q = p->per_channel ? o : 0;
-            int32_t acc = 0;
-            for (d = 0; d < p->accum_depth; ++d) {
-                acc += ((int32_t)f_row[d] + p->filter_offset) *
-                       ((int32_t)in_row[d] + p->input_offset);
-            }
-            if (bias != NULL) {
-                acc += bias[o];
-            }
-            acc = td_mul_by_quantized_multiplier(acc, p->multiplier[q], (int)p->shift[q]);
-            acc += p->output_offset;
-            *output++ = (int8_t)td_clamp(acc, p->act_min, p->act_max);
-        }
+    int32_t b;
+    for (b = 0; b < p->batches; b += 2) {
+        const int pair = b + 1 < p->batches;
+        const int8_t *x0 = input_row(p, input, b, scratch);
+        const int8_t *x1 = pair ? input_row(p, input, b + 1, scratch + p->depth) : NULL;
+        int8_t *out0 = output + (size_t)b * p->out_depth;
+        td_gemm_s8(x0, x1, weights, p->depth, p->channels, p->out_depth, &p->output, out0,
+                   pair ? out0 + p->out_depth : NULL);
     }
 }

@@ -24,20 +24,21 @@ static inline int32_t td_clamp(int32_t x, int32_t lo, int32_t hi)
 }
 
 /*
- * (a * b * 2) >> 32, rounded to nearest with ties away from zero, saturating the single
- * overflowing case INT32_MIN * INT32_MIN (gemmlowp SaturatingRoundingDoublingHighMul).
+ * (a * b * 2) >> 32, rounded to nearest, saturating the single overflowing case
+ * INT32_MIN * INT32_MIN (gemmlowp SaturatingRoundingDoublingHighMul).
+ *
+ * gemmlowp adds a nudge of 2^30 (1 - 2^30 for a negative product) and divides by 2^31 truncating
+ * toward zero. For every product that is the same as adding 2^30 and flooring (for a negative
+ * product, truncating (ab + 1 - 2^30) / 2^31 rounds up, i.e. floors ab + 1 - 2^30 + 2^31 - 1),
+ * which compiles to one multiply-accumulate and a shift. `>>` of a negative int64 is arithmetic
+ * on every compiler we target.
  */
 static inline int32_t td_sat_round_doubling_high_mul(int32_t a, int32_t b)
 {
-    int64_t ab;
-    int64_t nudge;
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* C division truncates toward zero, which is what the definition relies on. */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero (gemmlowp RoundingDivideByPOT). */

@@ -20,6 +20,13 @@ def c_array(ctype: str, name: str, values: Iterable, *, static: bool = True) -> 
     return f"{prefix} {ctype} {name}[{max(len(vals), 1)}] = {{\n    {body}\n}};\n"
 
 
+def c_struct_array(ctype: str, name: str, rows: Iterable[Iterable]) -> str:
+    """``static const ctype name[n] = {{...}, ...};``: one brace-enclosed row per element."""
+    body = ",\n    ".join("{" + ", ".join(_c_value(v) for v in row) + "}" for row in rows)
+    n = body.count("{")
+    return f"static const {ctype} {name}[{max(n, 1)}] = {{\n    {body or '{0}'}\n}};\n"
+
+
 def c_struct(ctype: str, name: str, fields: Mapping[str, object]) -> str:
     """``static const ctype name = {.field = value, ...};`` (values already C text or numbers)."""
     body = "".join(f"    .{k} = {_c_value(v)},\n" for k, v in fields.items())
@@ -45,7 +52,8 @@ def _c_number(v: object) -> str:
     return str(iv)
 
 
-_SIZEOF = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8}
+_SIZEOF = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8,
+           "td_channel_t": 12}
 _ARRAY_DECL = re.compile(r"^(?:static )?const (\w+) \w+\[(\d+)\]", re.M)
 
 

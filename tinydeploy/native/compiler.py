@@ -119,6 +119,9 @@ class _Context:
             return f"(TD_ARENA + {offset})"
         return f"(({ctype} *)(void *)(TD_ARENA + {offset}))"
 
+    def scratch(self, op_index: int) -> str:
+        return f"(TD_ARENA + {self.arena.offsets[scratch_id(op_index)]})"
+
 
 def _lifetimes(graph: tflite.Subgraph, dead: set[int]
                ) -> tuple[dict[int, int], dict[int, list[int]], dict[int, int]]:
@@ -152,7 +155,17 @@ def _lifetimes(graph: tflite.Subgraph, dead: set[int]
             aliases[op.outputs[0]] = op.inputs[0]
     for idx in graph.outputs:
         touch(idx, n_ops)
+    for op in graph.operators:
+        need = 0 if op.index in dead else native_ops.scratch_bytes(graph, op)
+        if need:
+            sizes[scratch_id(op.index)] = need
+            uses[scratch_id(op.index)] = [op.index]
     return sizes, uses, aliases
+
+
+def scratch_id(op_index: int) -> int:
+    """The planner's key for an op's scratch buffer (tensor indices are >= 0)."""
+    return -1 - op_index
 
 
 # Kernels that write output element i only after their last read of input element i (and read
@@ -165,10 +178,13 @@ WINDOW_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_
 def window_gap(op, inp, out, kernel_hw: tuple[int, int]) -> int:
     """Bytes an output must start before the input it overwrites, for a window op.
 
-    Output pixel p (raster order, all its channels) is written while its window is still being
-    read; the earliest input byte any remaining window reads is at L(p) = (y0 * W + x0) * C with
-    (y0, x0) the window origin clamped to the image. So writing pixel p's bytes is safe when
-    out_start + (p + 1) * out_c <= in_start + L(p); the gap is the largest shortfall.
+    The kernels produce output pixels (raster order, all their channels) two at a time: pixels
+    p and p + 1 are written while windows p and p + 1 are still being read (td_conv.c,
+    td_depthwise.c; the others go one by one, which this covers too). The earliest input byte
+    window p reads is at L(p) = (y0 * W + x0) * C with (y0, x0) its origin clamped to the image,
+    so writing is safe when out_start + min(p + 2, N) * out_c <= in_start + L(p) for every p
+    (later windows may start earlier than L(p), but they also come after more output, and the
+    largest shortfall over all p covers them); the gap is that largest shortfall.
     """
     _, ih, iw, ic = inp.shape
     _, oh, ow, oc = out.shape
@@ -180,7 +196,7 @@ def window_gap(op, inp, out, kernel_hw: tuple[int, int]) -> int:
     y0 = np.maximum(0, np.arange(oh) * o["stride_h"] - ph)[:, None]
     x0 = np.maximum(0, np.arange(ow) * o["stride_w"] - pw)[None, :]
     earliest = (y0 * iw + x0) * ic
-    written = (np.arange(oh * ow).reshape(oh, ow) + 1) * oc
+    written = np.minimum(np.arange(oh * ow).reshape(oh, ow) + 2, oh * ow) * oc
     gap = int(max(0, (written - earliest).max()))
     return (gap + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
@@ -256,7 +272,7 @@ def build_program(model: tflite.Model) -> Program:
             families.append(lowered.family)
     program = Program(model=model, steps=steps, arena=arena, constants=ctx.constants,
                       families=families)
-    for idx in sorted(set(sizes) | set(ctx.constants)):
+    for idx in sorted({i for i in sizes if i >= 0} | set(ctx.constants)):
         t = graph.tensors[idx]
         program.tensors[idx] = TensorPlan(
             index=idx, name=t.name, shape=tuple(t.shape), type_name=t.type_name,

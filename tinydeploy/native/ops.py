@@ -16,7 +16,7 @@ import numpy as np
 
 from tinydeploy.errors import UnsupportedOpError
 from tinydeploy.native import qparams
-from tinydeploy.native.cgen import c_array, c_struct
+from tinydeploy.native.cgen import c_array, c_struct, c_struct_array
 
 # Ops whose output is the input's bytes under another shape: planned as aliases, no code.
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
@@ -38,6 +38,7 @@ class Context(Protocol):
 
     def tensor(self, index: int): ...
     def ptr(self, index: int, ctype: str = "int8_t") -> str: ...
+    def scratch(self, op_index: int) -> str: ...
 
 
 def refuse(op, why: str) -> UnsupportedOpError:
@@ -90,6 +91,95 @@ def _filter_scales(op, filt, channels: int) -> np.ndarray:
     return scales
 
 
+# ---- the int8 matrix product under CONV_2D and FULLY_CONNECTED (firmware/native/td_gemm.h) ----
+
+def gemm_depth(length: int) -> int:
+    """A dot product's length rounded up to a multiple of 4 (td_gemm.h's ``depth``)."""
+    return -(-length // 4) * 4
+
+
+def gemm_weights(rows: np.ndarray, groups: int = 1) -> np.ndarray:
+    """Weight rows ``(n, length)`` in td_gemm.h's layout, flattened.
+
+    Each row is zero-padded to gemm_depth(length). Within each of the ``groups`` equal blocks of
+    rows, rows go in pairs, a pair interleaved in 4-byte chunks (chunk 0 of the first row, chunk 0
+    of the second, chunk 1 of the first, ...) so one pass over the pair serves both; an odd last
+    row of a block follows plainly.
+    """
+    n, length = rows.shape
+    depth = gemm_depth(length)
+    padded = np.zeros((n, depth), dtype=np.int8)
+    padded[:, :length] = rows
+    out = []
+    per_group = n // groups
+    for g in range(groups):
+        block = padded[g * per_group:(g + 1) * per_group]
+        pairs = per_group // 2 * 2
+        chunks = block[:pairs].reshape(pairs // 2, 2, depth // 4, 4)
+        out.append(chunks.transpose(0, 2, 1, 3).ravel())
+        out.append(block[pairs:].ravel())
+    return np.concatenate(out).astype(np.int8)
+
+
+def fold_input_offset(bias: np.ndarray, rows: np.ndarray, input_offset: int) -> np.ndarray:
+    """bias + input_offset * sum(row): sum_k w_k * (x_k + input_offset) + bias becomes
+    sum_k w_k * x_k + folded bias. Wrapped to int32 like the device's int32 sums."""
+    folded = bias.astype(np.int64) + int(input_offset) * rows.astype(np.int64).sum(axis=1)
+    return ((folded + 2**31) % 2**32 - 2**31).astype(np.int64)
+
+
+def _bias_values(ctx, op, index_in_inputs: int, channels: int) -> np.ndarray:
+    idx = op.inputs[index_in_inputs] if len(op.inputs) > index_in_inputs else -1
+    if idx < 0:
+        return np.zeros(channels, dtype=np.int64)
+    t = ctx.tensor(idx)
+    if t.type_name != "INT32":
+        raise refuse(op, f"bias '{t.name}' is {t.type_name}, only int32 is supported")
+    if t.data is None:
+        raise refuse(op, f"bias '{t.name}' is not a constant tensor")
+    return np.asarray(t.data, dtype=np.int64).ravel()
+
+
+def _constant_rows(ctx, op, filt, channels: int) -> np.ndarray:
+    if filt.data is None:
+        raise refuse(op, f"filter '{filt.name}' is not a constant tensor")
+    return np.asarray(filt.data, dtype=np.int8).reshape(channels, -1)
+
+
+def _gemm_decls(name: str, rows: np.ndarray, groups: int, bias: np.ndarray, input_offset: int,
+                mults: list[int], shifts: list[int]) -> list[str]:
+    """The weights in td_gemm.h's layout and the per-row td_channel_t table."""
+    n = rows.shape[0]
+    if len(mults) == 1:
+        mults, shifts = mults * n, shifts * n
+    folded = fold_input_offset(bias, rows, input_offset)
+    return [c_array("int8_t", f"{name}_weights", gemm_weights(rows, groups)),
+            c_struct_array("td_channel_t", f"{name}_channels",
+                           zip(folded.tolist(), mults, shifts))]
+
+
+def conv_gathers(inp_shape, filt_shape) -> bool:
+    """Whether CONV_2D gathers windows into scratch (else a window is one input pixel read in
+    place: a 1x1 filter over all channels, the channel count a multiple of 4)."""
+    _, kh, kw, kc = filt_shape
+    ic = inp_shape[3]
+    return not (kh == 1 and kw == 1 and kc == ic and ic % 4 == 0)
+
+
+def scratch_bytes(graph, op) -> int:
+    """Arena bytes an op needs for itself while it runs (planned like a tensor living only
+    during the op)."""
+    if op.opcode == "CONV_2D":
+        inp, filt = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        if len(inp.shape) == 4 and len(filt.shape) == 4 and conv_gathers(inp.shape, filt.shape):
+            return 2 * gemm_depth(int(np.prod(filt.shape[1:])))
+    if op.opcode == "FULLY_CONNECTED":
+        accum = graph.tensors[op.inputs[1]].shape[-1]
+        if accum % 4:
+            return 2 * gemm_depth(accum)
+    return 0
+
+
 def lower_conv_2d(ctx: Context, op) -> Lowered:
     inp, filt, out = ctx.tensor(op.inputs[0]), ctx.tensor(op.inputs[1]), ctx.tensor(op.outputs[0])
     _require_int8(op, inp, filt, out)
@@ -98,11 +188,44 @@ def lower_conv_2d(ctx: Context, op) -> Lowered:
     if ic % kc or oc % (ic // kc):
         raise refuse(op, f"filter depth {kc} does not divide input depth {ic} into groups")
     name = f"op{op.index}"
-    decls, fields = _window_fields(op, inp, filt, out, kh, kw, {"k_c": kc})
+    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
+    rows = _constant_rows(ctx, op, filt, oc)
+    decls = _gemm_decls(name, rows, ic // kc, _bias_values(ctx, op, 2, oc), -inp.zero_point,
+                        mults, shifts)
+    gather = conv_gathers(inp.shape, filt.shape)
+    fields = {**_window_geometry(op, inp, out, kh, kw), "k_c": kc,
+              "depth": gemm_depth(kh * kw * kc), "gather": int(gather),
+              "pad_value": inp.zero_point, "output": _output_fields(op, out),
+              "channels": f"{name}_channels"}
+    fields = {k: fields[k] for k in CONV_FIELDS}
     decls.append(c_struct("td_conv_params_t", f"{name}_params", fields))
-    call = (f"td_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
-            f"{_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+    scratch = ctx.scratch(op.index) if gather else "NULL"
+    call = (f"td_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {name}_weights, "
+            f"{ctx.ptr(op.outputs[0])}, {scratch});")
     return Lowered("td_conv", decls, call)
+
+
+CONV_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "k_c",
+               "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_h", "pad_w", "depth",
+               "gather", "pad_value", "output", "channels")
+
+
+def _output_fields(op, out) -> tuple[int, int, int]:
+    """td_output_t: output zero point and the fused activation's range."""
+    act_min, act_max = _activation(op, out)
+    return (out.zero_point, act_min, act_max)
+
+
+def _window_geometry(op, inp, out, kh: int, kw: int) -> dict:
+    n, ih, iw, ic = inp.shape
+    _, oh, ow, oc = out.shape
+    o = op.options
+    return {
+        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
+        "k_h": kh, "k_w": kw, "stride_h": o["stride_h"], "stride_w": o["stride_w"],
+        "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
+        "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
+        "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"])}
 
 
 def _window_fields(op, inp, filt, out, kh: int, kw: int, extra: dict) -> tuple[list[str], dict]:
@@ -154,15 +277,17 @@ def lower_fully_connected(ctx: Context, op) -> Lowered:
     else:
         m, s = qparams.fully_connected_multiplier(inp.scale, float(scales[0]), out.scale)
         mults, shifts = [m], [s]
-    act_min, act_max = _activation(op, out)
     name = f"op{op.index}"
-    decls, qfields = _multipliers(name, mults, shifts)
+    rows = _constant_rows(ctx, op, filt, out_depth)
+    decls = _gemm_decls(name, rows, 1, _bias_values(ctx, op, 2, out_depth), -inp.zero_point,
+                        mults, shifts)
     fields = {"batches": out.size // out_depth, "accum_depth": accum, "out_depth": out_depth,
-              "input_offset": -inp.zero_point, "filter_offset": 0,
-              "output_offset": out.zero_point, "act_min": act_min, "act_max": act_max, **qfields}
+              "depth": gemm_depth(accum), "output": _output_fields(op, out),
+              "channels": f"{name}_channels"}
     decls.append(c_struct("td_fully_connected_params_t", f"{name}_params", fields))
-    call = (f"td_fully_connected_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
-            f"{ctx.ptr(op.inputs[1])}, {_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+    scratch = ctx.scratch(op.index) if accum % 4 else "NULL"
+    call = (f"td_fully_connected_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {name}_weights, "
+            f"{ctx.ptr(op.outputs[0])}, {scratch});")
     return Lowered("td_fully_connected", decls, call)
 
 

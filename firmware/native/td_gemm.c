@@ -1,0 +1,115 @@
+#include "td_gemm.h"
+
+#include <stddef.h>
+
+#include "td_dsp.h"
+#include "td_qmath.h"
+
+static inline int8_t requantize(int32_t acc, const td_channel_t *c, const td_output_t *o)
+{
+    acc = td_mul_by_quantized_multiplier(acc, c->multiplier, c->shift) + o->offset;
+    return (int8_t)td_clamp(acc, o->act_min, o->act_max);
+}
+
+/*
+ * s[0] += x0.row0, s[1] += x0.row1, s[2] += x1.row0, s[3] += x1.row1 for an interleaved row pair
+ * at w (4 bytes of row0, 4 of row1, ...).
+ */
+static void dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t depth,
+                    int32_t *s)
+{
+    int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+    for (; depth > 0; depth -= 4, x0 += 4, x1 += 4, w += 8) {
+#if TD_DSP
+        const uint32_t r0 = td_load4(w), r1 = td_load4(w + 4);
+        const int32_t r0e = td_lanes02(r0), r0o = td_lanes13(r0);
+        const int32_t r1e = td_lanes02(r1), r1o = td_lanes13(r1);
+        uint32_t x = td_load4(x0);
+        int32_t xe = td_lanes02(x), xo = td_lanes13(x);
+        s00 = __smlad(xe, r0e, __smlad(xo, r0o, s00));
+        s01 = __smlad(xe, r1e, __smlad(xo, r1o, s01));
+        x = td_load4(x1);
+        xe = td_lanes02(x);
+        xo = td_lanes13(x);
+        s10 = __smlad(xe, r0e, __smlad(xo, r0o, s10));
+        s11 = __smlad(xe, r1e, __smlad(xo, r1o, s11));
+#else
+        int32_t i;
+        for (i = 0; i < 4; ++i) {
+            s00 += x0[i] * w[i];
+            s01 += x0[i] * w[4 + i];
+            s10 += x1[i] * w[i];
+            s11 += x1[i] * w[4 + i];
+        }
+#endif
+    }
+    s[0] = s00;
+    s[1] = s01;
+    s[2] = s10;
+    s[3] = s11;
+}
+
+/* s[0] += x.row0, s[1] += x.row1 for an interleaved row pair at w. */
+static void dot_1x2(const int8_t *x, const int8_t *w, int32_t depth, int32_t *s)
+{
+    int32_t s0 = s[0], s1 = s[1];
+    for (; depth > 0; depth -= 4, x += 4, w += 8) {
+#if TD_DSP
+        const uint32_t v = td_load4(x), r0 = td_load4(w), r1 = td_load4(w + 4);
+        const int32_t ve = td_lanes02(v), vo = td_lanes13(v);
+        s0 = __smlad(ve, td_lanes02(r0), __smlad(vo, td_lanes13(r0), s0));
+        s1 = __smlad(ve, td_lanes02(r1), __smlad(vo, td_lanes13(r1), s1));
+#else
+        int32_t i;
+        for (i = 0; i < 4; ++i) {
+            s0 += x[i] * w[i];
+            s1 += x[i] * w[4 + i];
+        }
+#endif
+    }
+    s[0] = s0;
+    s[1] = s1;
+}
+
+/* s + x.row for a plain row at w. */
+static int32_t dot_1x1(const int8_t *x, const int8_t *w, int32_t depth, int32_t s)
+{
+    for (; depth > 0; depth -= 4, x += 4, w += 4) {
+#if TD_DSP
+        const uint32_t v = td_load4(x), r = td_load4(w);
+        s = __smlad(td_lanes02(v), td_lanes02(r), __smlad(td_lanes13(v), td_lanes13(r), s));
+#else
+        s += x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3];
+#endif
+    }
+    return s;
+}
+
+void td_gemm_s8(const int8_t *x0, const int8_t *x1, const int8_t *weights, int32_t depth,
+                const td_channel_t *channels, int32_t rows, const td_output_t *o,
+                int8_t *out0, int8_t *out1)
+{
+    const td_channel_t *c = channels;
+    int32_t r;
+    for (r = 0; r + 1 < rows; r += 2, c += 2, weights += 2 * depth) {
+        if (x1 != NULL) {
+            int32_t s[4] = {c[0].bias, c[1].bias, c[0].bias, c[1].bias};
+            dot_2x2(x0, x1, weights, depth, s);
+            out0[r] = requantize(s[0], &c[0], o);
+            out0[r + 1] = requantize(s[1], &c[1], o);
+            out1[r] = requantize(s[2], &c[0], o);
+            out1[r + 1] = requantize(s[3], &c[1], o);
+        } else {
+            int32_t s[2] = {c[0].bias, c[1].bias};
+            dot_1x2(x0, weights, depth, s);
+            out0[r] = requantize(s[0], &c[0], o);
+            out0[r + 1] = requantize(s[1], &c[1], o);
+        }
+    }
+    if (r < rows) { /* the odd last row, plain */
+        out0[r] = requantize(dot_1x1(x0, weights, depth, c->bias), c, o);
+        if (x1 != NULL) {
+            out1[r] = requantize(dot_1x1(x1, weights, depth, c->bias), c, o);
+        }
+    }
+}
