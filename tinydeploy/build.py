@@ -17,9 +17,8 @@ from tinydeploy.boards import BoardProfile, load_board
 from tinydeploy.check import RUNTIMES, CheckResult, Measured, check, measure
 from tinydeploy.errors import InputError
 from tinydeploy.memory import arena_with_margin
-from tinydeploy.render import ModelSources, staged_output
-
-MANIFEST = "tinydeploy.json"
+from tinydeploy.output import MANIFEST, staged_output
+from tinydeploy.render import ModelSources
 
 
 @dataclass
@@ -39,29 +38,75 @@ class Prepared:
 
 
 def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: int | None = None,
-            io: str = "int8", eval_data: str | None = None) -> Prepared:
+            io: str = "int8", eval_data: str | None = None, isolate: bool = True) -> Prepared:
+    """Load, quantize (and with ``eval_data`` evaluate) the model, then analyze and measure it.
+
+    Whatever needs TensorFlow (a Keras or SavedModel model, a float .tflite) runs in a child
+    process unless ``isolate`` is False (tinydeploy.isolation): a crash of TensorFlow's converter
+    then becomes a ModelError instead of killing the caller. A full-int8 .tflite needs no
+    TensorFlow and is handled here.
+    """
+    from tinydeploy import isolation
+    from tinydeploy.loading import check_model_path
+
+    path = Path(model_path)
+    check_model_path(path)
+    if isolate and _needs_tensorflow(path):
+        name, quantized, accuracy = isolation.run(
+            "tinydeploy.build", "convert", path, calib=calib, calib_samples=calib_samples, io=io,
+            eval_data=eval_data, crash_fix=CONVERTER_CRASH_FIX)
+    else:
+        name, quantized, accuracy = convert(path, calib=calib, calib_samples=calib_samples, io=io,
+                                            eval_data=eval_data)
+    analysis = analyze(quantized.tflite)
+    return Prepared(name, path, quantized, analysis, measure(quantized.tflite, analysis), accuracy)
+
+
+CONVERTER_CRASH_FIX = ("a bug in TensorFlow that this model triggers; check that the model converts "
+                       "to a float .tflite with tf.lite.TFLiteConverter, replace the layer it fails "
+                       "on, or pass a ready full-int8 .tflite")
+
+
+def _needs_tensorflow(path: Path) -> bool:
+    """Keras and SavedModel models do; a .tflite only when it is float (to be quantized)."""
+    if path.is_dir() or path.suffix.lower() != ".tflite":
+        return True
+    from tinydeploy.loading import FLOAT, load_model
+
+    return load_model(path).tflite_kind == FLOAT
+
+
+def convert(model_path: Path, *, calib: str | None = None, calib_samples: int | None = None,
+            io: str = "int8", eval_data: str | None = None):
+    """(name, QuantizeResult, AccuracyReport or None) of the model: the part of ``prepare`` that
+    may need TensorFlow, and that ``prepare`` runs in the isolation worker."""
     from tinydeploy.data import load_samples
+    from tinydeploy.isolation import stage
     from tinydeploy.loading import load_model
     from tinydeploy.quantize import quantize
 
+    stage(f"loading the model {model_path}")
     loaded = load_model(model_path)
     random_calib = calib == "random"
     samples = None
     if calib and not random_calib:
+        stage(f"loading the calibration samples {calib}")
         samples = load_samples(calib, input_shape=loaded.input_shape, limit=calib_samples,
                                what="calibration samples")
+    eval_samples = None
+    if eval_data:  # read before the long conversion, so a bad file fails fast
+        stage(f"loading the evaluation samples {eval_data}")
+        eval_samples = load_samples(eval_data, input_shape=loaded.input_shape,
+                                    what="evaluation samples")
     quantized = quantize(loaded, samples, io=io, calib_samples=calib_samples,
                          random_calib=random_calib)
-    analysis = analyze(quantized.tflite)
     accuracy = None
-    if eval_data:
+    if eval_samples is not None:
         from tinydeploy.evaluate import evaluate
 
-        accuracy = evaluate(loaded, quantized.tflite,
-                            load_samples(eval_data, input_shape=loaded.input_shape,
-                                         what="evaluation samples"))
-    return Prepared(loaded.name, Path(model_path), quantized, analysis,
-                    measure(quantized.tflite, analysis), accuracy)
+        stage(f"evaluating {loaded.name} (float against int8)")
+        accuracy = evaluate(loaded, quantized.tflite, eval_samples)
+    return loaded.name, quantized, accuracy
 
 
 @dataclass
@@ -89,6 +134,14 @@ class BuildResult:
 
 def default_out_dir(name: str, board: BoardProfile) -> Path:
     return Path("build") / f"{name}-{board.id}"
+
+
+def model_name(model_path: str | Path) -> str:
+    """The name ``prepare`` will give the model at ``model_path`` (known before loading it)."""
+    path = Path(model_path)
+    if path.is_dir():
+        return path.name if path.name not in ("", ".", "..") else path.resolve().name
+    return path.stem
 
 
 def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None = None,
@@ -149,12 +202,27 @@ def _write_reports(result: BuildResult, stage: Path) -> None:
 
 
 def read_manifest(project_dir: str | Path) -> dict:
-    """The manifest of a rendered project, with a clear error for folders that are not one."""
-    path = Path(project_dir) / MANIFEST
-    if not Path(project_dir).is_dir():
+    """The manifest of a rendered project, with a clear error for folders that are not one, and
+    for a manifest that is unreadable, not a JSON object, or lacks what flash/validate need."""
+    from tinydeploy.output import read_json_object
+
+    folder = Path(project_dir)
+    path = folder / MANIFEST
+    if not folder.is_dir():
         raise InputError(f"project folder not found: {project_dir}",
                          "pass a folder written by 'tinydeploy build'")
     if not path.is_file():
         raise InputError(f"{project_dir} is not a tinydeploy project (no {MANIFEST})",
                          "pass a folder written by 'tinydeploy build'")
-    return json.loads(path.read_text())
+    fix = "rebuild the project with 'tinydeploy build ... --force'"
+    manifest = read_json_object(path, "the project manifest", fix)
+    for key in ("board", "runtime", "model"):
+        if not isinstance(manifest.get(key), str) or not manifest[key]:
+            raise InputError(f"the project manifest {path} has no valid '{key}'", fix)
+    model = manifest["model"]
+    if Path(model).name != model or model in (".", ".."):
+        raise InputError(f"the project manifest {path} names a model outside the project "
+                         f"({model!r})", fix)
+    if not (folder / model).is_file():
+        raise InputError(f"the project {project_dir} lacks its model file {model}", fix)
+    return manifest

@@ -22,8 +22,14 @@ from tinydeploy.errors import InputError, TinydeployError
 DEFAULT_EMULATED_BOARD = "qemu-m4"
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters shown as escapes: a name holding a newline (a file name,
+    a tensor name) must not break an error or status line in two."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -50,7 +56,7 @@ def friendly_errors(fn):
 
 
 def status(message: str) -> None:
-    click.echo(message, err=True)
+    click.echo(one_line(message), err=True)
 
 
 def emit_json(data) -> None:
@@ -80,6 +86,17 @@ def _prepare(model: Path, calib, calib_samples, io, eval_data=None):
 
     status(f"loading {model} ...")
     return prepare(model, calib=calib, calib_samples=calib_samples, io=io, eval_data=eval_data)
+
+
+def _out_dir(model: Path, board, out_dir: Path | None) -> Path:
+    """The project folder: -o, or build/<model name>-<board> (known before loading the model)."""
+    from tinydeploy.build import default_out_dir, model_name
+    from tinydeploy.loading import check_model_path
+
+    if out_dir is not None:
+        return out_dir
+    check_model_path(model)  # its name must be a model's before it names a folder
+    return default_out_dir(model_name(model), board)
 
 
 def _boards(board_id: str):
@@ -129,10 +146,13 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
     """
     from tinydeploy.boards import load_board
     from tinydeploy.build import build as run_build
+    from tinydeploy.output import claim_output
 
     board_profile = load_board(board)
-    prepared = _prepare(model, calib, calib_samples, io, eval_data)
-    result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+    out_dir = _out_dir(model, board_profile, out_dir)
+    with claim_output(out_dir, force):  # checked and held before the seconds of quantization
+        prepared = _prepare(model, calib, calib_samples, io, eval_data)
+        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -292,14 +312,17 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
       gcc -std=c99 -O2 -c ad01_c/*.c
     """
     from tinydeploy import native
-    from tinydeploy.render import staged_output
+    from tinydeploy.output import claim_output
+    from tinydeploy.output import staged_output
 
-    p = _prepare(model, calib, calib_samples, io)
-    if p.measured.native.unsupported_ops:
-        raise InputError(f"the native runtime lacks {', '.join(p.measured.native.unsupported_ops)}",
-                         "build with --runtime tflm instead")
-    with staged_output(out_dir, force) as stage:
-        result = native.compile_model(p.model_bytes, stage, name="model")
+    with claim_output(out_dir, force):
+        p = _prepare(model, calib, calib_samples, io)
+        if p.measured.native.unsupported_ops:
+            raise InputError(f"the native runtime lacks "
+                             f"{', '.join(p.measured.native.unsupported_ops)}",
+                             "build with --runtime tflm instead")
+        with staged_output(out_dir, force) as stage:
+            result = native.compile_model(p.model_bytes, stage, name="model")
     click.echo(f"wrote {out_dir}/: {len(result.files)} files, arena {result.arena_bytes:,} B")
 
 
@@ -353,12 +376,35 @@ def _validation_samples(samples, model_bytes: bytes, limit):
     return random_samples(shape, limit or 20)
 
 
-def _run_validation(project, port, samples, limit, tolerance, json_path) -> None:
+def _check_json_path(json_path) -> None:
+    """Refuse a --json FILE that cannot be written, before any work (not after the validation)."""
+    if json_path is None or str(json_path) == "-":
+        return
+    path = Path(json_path)
+    folder = path.parent
+    if path.is_dir():
+        raise InputError(f"--json {json_path} is a folder", "give a file name, e.g. --json report.json")
+    if not folder.is_dir():
+        raise InputError(f"--json {json_path}: the folder {folder} does not exist",
+                         "create it first, or choose another --json path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"--json {json_path} cannot be written (permission denied)",
+                         "choose another --json path")
+
+
+def _write_json(json_path, text: str) -> None:
+    try:
+        Path(json_path).write_text(text + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write --json {json_path}: {exc.strerror or exc}",
+                         "choose another --json path") from None
+
+
+def _run_validation(project, port, data, limit, tolerance, json_path) -> None:
     from tinydeploy.device import running
     from tinydeploy.errors import ValidationFailed
     from tinydeploy.validate import validate
 
-    data = _validation_samples(samples, project.model_bytes, limit)
     status(f"starting {project.board.id} ({project.kind}) ...")
     with running(project, port) as link:
         with click.progressbar(length=len(data.x), label="validating", file=sys.stderr) as bar:
@@ -371,7 +417,7 @@ def _run_validation(project, port, samples, limit, tolerance, json_path) -> None
         if str(json_path) == "-":
             click.echo(text)
         else:
-            Path(json_path).write_text(text + "\n")
+            _write_json(json_path, text)
     if not report.passed:
         first = report.mismatches[0] if report.mismatches else "?"
         raise ValidationFailed(
@@ -397,7 +443,10 @@ def validate_cmd(project, port, samples, limit, tolerance, json_path):
     """
     from tinydeploy.device import open_project
 
-    _run_validation(open_project(project), port, samples, limit, tolerance, json_path)
+    _check_json_path(json_path)
+    project = open_project(project)
+    data = _validation_samples(samples, project.model_bytes, limit)
+    _run_validation(project, port, data, limit, tolerance, json_path)
 
 
 @cli.command()
@@ -422,17 +471,33 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     """
     from tinydeploy.boards import load_board
     from tinydeploy.build import build as run_build
+    from tinydeploy.data import check_samples_file
     from tinydeploy.device import flash as run_flash, open_project
+    from tinydeploy.output import claim_output
 
     board_profile = load_board(board)
-    prepared = _prepare(model, calib, calib_samples, io, eval_data)
-    result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
-    if result.out_dir is None:
-        _fail(f"{result.check.verdict()}; nothing built", 1)
-    status(f"built {result.out_dir} ({result.check.verdict()})")
-    project = open_project(result.out_dir)
-    status(run_flash(project, port))
-    _run_validation(project, port, samples or eval_data, limit, tolerance, json_path)
+    _check_json_path(json_path)
+    for spec, what in ((samples, "validation samples"), (eval_data, "evaluation samples")):
+        check_samples_file(spec, what)  # a bad file fails now, not after the build
+    out_dir = _out_dir(model, board_profile, out_dir)
+    with claim_output(out_dir, force):
+        existed = out_dir.exists()
+        prepared = _prepare(model, calib, calib_samples, io, eval_data)
+        data = _validation_samples(samples or eval_data, prepared.model_bytes, limit)
+        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+        if result.out_dir is None:
+            _fail(f"{result.check.verdict()}; nothing built", 1)
+        status(f"built {result.out_dir} ({result.check.verdict()})")
+        project = open_project(result.out_dir)
+        try:
+            status(run_flash(project, port))
+        except BaseException:
+            if not existed:  # this board cannot run it: a corrected re-run needs no --force
+                import shutil
+
+                shutil.rmtree(result.out_dir, ignore_errors=True)
+            raise
+    _run_validation(project, port, data, limit, tolerance, json_path)
 
 
 def main() -> None:

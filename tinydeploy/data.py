@@ -16,7 +16,9 @@ A sample may carry a leading batch axis of 1 and may differ from the input shape
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import stat
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -54,7 +56,7 @@ def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
     if limit is not None and limit < 1:
         raise InputError(f"asked for {limit} {what}", "ask for at least 1 sample")
     path = Path(spec)
-    if path.suffix.lower() in (".npy", ".npz") or path.exists():
+    if path.suffix.lower() in (".npy", ".npz") or os.path.exists(path):
         x, y = _from_file(path, what)
     elif _FUNCTION_SPEC.match(spec):
         x, y = _from_function(spec, what, limit)
@@ -65,6 +67,23 @@ def load_samples(spec: str | Path, *, input_shape, limit: int | None = None,
         x = x[:limit]
         y = None if y is None else y[:limit]
     return Samples(x=fit_to_input(x, input_shape, what, keep_dtype=keep_dtype), y=y, source=spec)
+
+
+def check_samples_file(spec: str | Path | None, what: str = "samples") -> None:
+    """Read a ``.npy``/``.npz`` samples file now and refuse it if it is unusable, before work that
+    takes seconds; its fit to the model is checked when the model is known. ``module:function``
+    specs are left alone (their code runs once, when the samples are loaded)."""
+    if not spec or spec == "random":
+        return
+    path = Path(str(spec))
+    if path.suffix.lower() in (".npy", ".npz") or os.path.exists(path):
+        x, _ = _from_file(path, what)
+        if x.dtype.kind not in "fiub":
+            raise InputError(f"{what} in {path} are of type {x.dtype}, not numbers",
+                             "give a numeric array")
+    elif not _FUNCTION_SPEC.match(str(spec)):
+        raise InputError(f"{what} not found: {spec}",
+                         "pass a .npy or .npz file, or module:function returning samples")
 
 
 def random_samples(input_shape, count: int, *, seed: int = 0) -> Samples:
@@ -109,10 +128,18 @@ def _squeezed(shape: tuple) -> tuple:
 
 
 def _from_file(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}", "check the path")
-    if path.is_dir():
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}", "check the path") from None
+    except OSError as exc:
+        raise InputError(f"cannot reach the {what} file {path}: {exc.strerror or exc}",
+                         "check the permissions of the folders on its path") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path} is a folder, not a .npy/.npz file", "pass the file itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"the {what} file {path} is not a regular file (a FIFO or a device?)",
+                         "pass a .npy or .npz file")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise InputError(f"unknown {what} file type '{path.suffix}' for {path}",
@@ -122,6 +149,9 @@ def _from_file(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"cannot read {path} as {suffix} ({_short(exc)})",
                          "write it with numpy.save / numpy.savez") from None
+    except MemoryError:
+        raise InputError(f"{path} is too large to load into memory",
+                         "pass fewer samples (a few hundred are enough)") from None
     if suffix == ".npy":
         if not isinstance(loaded, np.ndarray):
             raise InputError(f"{path} is not a .npy array", "write it with numpy.save")
@@ -130,12 +160,47 @@ def _from_file(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         if "x" not in loaded.files:
             raise InputError(f"{path} has no array 'x' (it has: {', '.join(loaded.files) or 'none'})",
                              "save samples as numpy.savez(path, x=samples, y=labels)")
-        x = _check_batch(loaded["x"], path, what)
-        y = loaded["y"] if "y" in loaded.files else None
-    if y is not None and len(y) != len(x):
-        raise InputError(f"{path} has {len(x)} samples in 'x' but {len(y)} entries in 'y'",
-                         "give one label per sample")
+        x = _check_batch(_member(loaded, "x", path), path, what)
+        y = _member(loaded, "y", path) if "y" in loaded.files else None
+    if y is not None:
+        y = check_labels(y, len(x), str(path))
     return x, y
+
+
+def _member(archive, name: str, path: Path) -> np.ndarray:
+    """One array of an .npz, refusing what cannot be read without unpickling (object arrays)."""
+    try:
+        return archive[name]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputError(f"array '{name}' of {path} holds Python objects, not numbers",
+                             f"save '{name}' as a numeric array (numpy.asarray(..., "
+                             "dtype=numpy.float32) or integer class indices)") from None
+        raise InputError(f"cannot read array '{name}' of {path} ({_short(exc)})",
+                         "write it with numpy.savez") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"cannot read array '{name}' of {path} ({_short(exc)})",
+                         "write it with numpy.savez") from None
+
+
+def check_labels(y, count: int, source: str) -> np.ndarray:
+    """Labels (class indices, one-hot rows) or targets: numbers, one entry per sample."""
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise InputError(f"the labels 'y' of {source} are a single value, not one per sample",
+                         "give one label per sample in 'y'")
+    if y.dtype.kind not in "biuf":
+        kind = "text" if y.dtype.kind in "US" else f"of type {y.dtype}"
+        raise InputError(f"the labels 'y' of {source} are {kind}, not numbers",
+                         "give class indices (0, 1, ...) or one-hot rows, e.g. "
+                         "numpy.unique(labels, return_inverse=True)[1]")
+    if len(y) != count:
+        raise InputError(f"{source} has {count} samples in 'x' but {len(y)} entries in 'y'",
+                         "give one label per sample")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise InputError(f"the labels 'y' of {source} contain NaN or infinite values",
+                         "clean the labels first")
+    return y
 
 
 def _check_batch(x: np.ndarray, source, what: str) -> np.ndarray:
@@ -160,7 +225,13 @@ def _from_function(spec: str, what: str, limit: int | None) -> tuple[np.ndarray,
             else:
                 xs.append(np.asarray(item))
                 ys.append(None)
-    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:  # sys.exit() in user code must not end tinydeploy with success
+        raise InputError(f"{spec} called sys.exit({'' if exc.code is None else repr(exc.code)}) "
+                         f"instead of returning {what}",
+                         "return an iterable of samples from the function; do not exit") from None
+    except BaseException as exc:  # noqa: BLE001 - user code may raise anything
         raise InputError(f"{spec} failed: {type(exc).__name__}: {_short(exc)}",
                          "fix the function (it must return an iterable of samples)") from None
     if not xs:
@@ -169,7 +240,13 @@ def _from_function(spec: str, what: str, limit: int | None) -> tuple[np.ndarray,
     if len(shapes) > 1:
         raise InputError(f"{spec} returned {what} of different shapes: {sorted(shapes)[:3]}",
                          "return samples of one shape")
-    y = None if any(v is None for v in ys) else np.asarray(ys)
+    y = None
+    if not any(v is None for v in ys):
+        try:
+            y = check_labels(np.asarray(ys), len(xs), spec)
+        except ValueError:  # labels of different shapes
+            raise InputError(f"{spec} returned labels 'y' of different shapes",
+                             "return one class index or one one-hot row per sample") from None
     return np.stack(xs), y
 
 
@@ -183,7 +260,14 @@ def _import_from_cwd(module_name: str, spec: str):
     except ImportError as exc:
         raise InputError(f"cannot import {module_name} for {spec} ({_short(exc)})",
                          "run from the folder that holds the module, or check its name") from None
-    except Exception as exc:  # noqa: BLE001 - the module's own code raised while importing
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        raise InputError(f"importing {module_name} for {spec} called sys.exit("
+                         f"{'' if exc.code is None else repr(exc.code)})",
+                         "keep the module's top level free of sys.exit() (guard it with "
+                         "if __name__ == '__main__')") from None
+    except BaseException as exc:  # noqa: BLE001 - the module's own code raised while importing
         raise InputError(f"importing {module_name} failed: {type(exc).__name__}: {_short(exc)}",
                          "fix the module") from None
     finally:

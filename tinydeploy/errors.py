@@ -21,6 +21,11 @@ class TinydeployError(Exception):
     def __str__(self) -> str:
         return f"{self.problem} ({self.fix})" if self.fix else self.problem
 
+    def __reduce__(self):
+        # Errors cross process boundaries (the converter runs in a child process): keep the fix
+        # and any extra attributes, which the default Exception pickling would drop.
+        return (self.__class__, (self.problem, self.fix), self.__dict__)
+
 
 class InputError(TinydeployError):
     """A file or option the user gave is missing, unreadable or of the wrong kind/shape."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 import zipfile
@@ -128,6 +129,7 @@ _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 _INDEX_TYPES = {"INT32", "INT64", "BOOL"}   # shapes, indices, argmax results: fine in int8 models
 _WEIGHT_QUANT_TYPES = {"INT8", "UINT8", "INT4"}
+_INT8_WITH_INT16_STATE = {"UNIDIRECTIONAL_SEQUENCE_LSTM"}
 
 
 def classify_tflite(model: bytes | tflite.Model) -> str:
@@ -148,6 +150,8 @@ def classify_tflite(model: bytes | tflite.Model) -> str:
         if op.opcode in _BOUNDARY_OPS:
             continue
         tensors = [graph.tensors[i] for i in op.inputs + op.outputs if i >= 0]
+        if op.opcode in _INT8_WITH_INT16_STATE:  # TFLM's int8 LSTM keeps its cell state in int16
+            tensors = [t for t in tensors if not (t.is_variable and t.type_name == "INT16")]
         activations = {t.type_name for t in tensors if not t.is_constant}
         weights = {t.type_name for t in tensors if t.is_constant}
         if activations & _FLOAT_TYPES and weights & _WEIGHT_QUANT_TYPES:
@@ -171,12 +175,48 @@ def classify_tflite(model: bytes | tflite.Model) -> str:
 
 # --------------------------------------------------------------------------- loading
 
+#: A .tflite flatbuffer cannot exceed 2 GiB (32-bit offsets); no microcontroller model comes close.
+MAX_MODEL_BYTES = 2 << 30
+
+
+def check_model_path(path: str | Path) -> str:
+    """Say what ``path`` is ("file" or "folder") after checking, without reading it, that it can
+    be read: it exists, is a regular file or a folder (a FIFO would block for ever, a device such
+    as /dev/zero never ends), is readable and not absurdly large."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"model not found: {path}", "check the path") from None
+    except PermissionError:
+        raise InputError(f"cannot reach the model {path}: permission denied",
+                         "check the permissions of the folders on its path") from None
+    except OSError as exc:
+        raise InputError(f"cannot reach the model {path}: {exc.strerror or exc}",
+                         "check the path") from None
+    if stat.S_ISDIR(info.st_mode):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError(f"cannot read the SavedModel folder {path}: permission denied",
+                             "check its permissions")
+        return "folder"
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if
+                stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+        raise InputError(f"the model {path} is {kind}, not a model file",
+                         "pass a .keras, .h5 or .tflite file, or a SavedModel folder")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read the model {path}: permission denied", "check its permissions")
+    if info.st_size > MAX_MODEL_BYTES:
+        raise InputError(f"the model {path} is {info.st_size / 2**30:.1f} GiB, larger than any "
+                         "TFLite model can be (2 GiB)", "pass the model file itself")
+    return "file"
+
+
 def load_model(path: str | Path) -> LoadedModel:
     """Load the model at ``path``; raise InputError/ModelError with a fix when that is impossible."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"model not found: {path}", "check the path")
-    if path.is_dir():
+    if check_model_path(path) == "folder":
         return _load_saved_model(path)
     suffix = path.suffix.lower()
     if suffix == ".tflite":
@@ -194,7 +234,9 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", "check its permissions") from None
+    except MemoryError:
+        raise InputError(f"{path} is too large to read into memory", "pass the model file itself") from None
 
 
 def _load_tflite(path: Path) -> LoadedModel:

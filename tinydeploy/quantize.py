@@ -37,12 +37,14 @@ import numpy as np
 from tinydeploy import tflite
 from tinydeploy.data import Samples, fit_to_input, random_samples
 from tinydeploy.errors import InputError, ModelError
+from tinydeploy.isolation import stage
 from tinydeploy.loading import (FLOAT, FULL_INT8, HYBRID, MIXED, LoadedModel, classify_tflite,
                                 first_line, quiet, serving_signature, tensorflow)
 
 IO_TYPES = ("int8", "float")
 RANDOM_CALIB_SAMPLES = 100
 FEW_CALIB_SAMPLES = 20
+_CONTROL_FLOW = ("WHILE", "IF", "CALL_ONCE")
 RANDOM_CALIB_WARNING = ("calibrating with random data: the int8 model runs, but its accuracy is "
                         "meaningless; pass --calib with real samples for a model you will use")
 
@@ -108,8 +110,14 @@ def quantize(model: LoadedModel, calib: Samples | None, *, io: str = "int8",
     if model.kind == "tflite":
         _refuse_unquantizable(model)
     calib, warnings = _calibration_data(model, calib, calib_samples, random_calib)
+    stage("importing TensorFlow")
     tf = tensorflow()
     dataset = _representative_dataset(calib)
+    if model.kind == "keras":
+        model, unrolled = _unroll_recurrent_layers(model, calib.x.shape[1:])
+        warnings += unrolled
+    stage(f"TensorFlow's int8 converter and calibrator on {model.name} "
+          f"({len(calib)} calibration samples)")
     with quiet() as log:
         try:
             if model.kind == "tflite":
@@ -143,6 +151,13 @@ def _already_int8(model: LoadedModel, io: str) -> QuantizeResult:
 def _refuse_unquantizable(model: LoadedModel) -> None:
     kind = model.tflite_kind
     if kind == FLOAT:
+        loops = [op for op in tflite.parse(model.tflite).op_names if op in _CONTROL_FLOW]
+        if loops:
+            raise ModelError(
+                f"{model.path} holds {', '.join(loops)} (a recurrent layer converted as a loop?): "
+                "TensorFlow's int8 calibrator cannot quantize control flow",
+                "quantize the Keras model with tinydeploy instead (it unrolls LSTM/GRU/SimpleRNN "
+                "layers), or convert it with unroll=True on its recurrent layers")
         return
     if kind == HYBRID:
         raise ModelError(
@@ -176,6 +191,102 @@ def _calibration_data(model: LoadedModel, calib: Samples | None, limit: int | No
         warnings.append(f"only {len(calib)} calibration samples: int8 ranges may clip real inputs "
                         "(100 or more typical samples are better)")
     return calib, warnings
+
+
+def _recurrent_layers(keras_model) -> list:
+    """Every recurrent layer of a Keras model, nested models and wrappers included."""
+    try:
+        layers = list(keras_model._flatten_layers(include_self=False, recursive=True))
+    except (AttributeError, TypeError):
+        layers = list(getattr(keras_model, "layers", []))
+    return [layer for layer in layers if "unroll" in _config(layer)]
+
+
+def _config(layer) -> dict:
+    try:
+        return layer.get_config()
+    except Exception:  # noqa: BLE001 - a custom layer without a config is simply not recurrent
+        return {}
+
+
+def _unroll_recurrent_layers(model: LoadedModel, sample_shape) -> tuple[LoadedModel, list[str]]:
+    """A model whose recurrent layers TensorFlow's int8 conversion can take.
+
+    A Keras LSTM, GRU or SimpleRNN runs its time steps in a loop (a TensorFlow while-loop), and
+    TensorFlow's calibrator crashes on it (a segmentation fault in TF 2.21). Two ways out:
+
+    - tf_keras LSTM layers need nothing: the converter fuses them into TFLite's
+      UNIDIRECTIONAL_SEQUENCE_LSTM, which TFLM runs in int8 (int16 cell state);
+    - every other recurrent layer (in wrappers such as Bidirectional and nested models too) is
+      rebuilt with ``unroll=True`` and the same weights: its time steps become plain ops
+      (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD, SPLIT, UNPACK) that TFLM runs in int8. That needs
+      a fixed number of time steps; when Keras cannot rebuild the model, it is refused.
+    """
+    loops = _loops(model.keras_model, model.keras_flavor)
+    if not loops:
+        return model, []
+    names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in loops)
+    stage(f"Keras, unrolling {names} of {model.name}")
+    try:
+        with quiet():
+            clone = _clone_unrolled(model, tuple(int(d) for d in sample_shape))
+    except Exception as exc:  # noqa: BLE001 - Keras says why it cannot unroll in many ways
+        raise ModelError(f"cannot unroll {names} of {model.name} for int8 conversion "
+                         f"(TensorFlow cannot calibrate their loop): {first_line(exc)}",
+                         "give the model a fixed number of time steps, e.g. keras.Input((T, "
+                         "features)), and set unroll=True on its recurrent layers") from None
+    unrolled = LoadedModel(kind=model.kind, name=model.name, path=model.path,
+                           input_shapes=model.input_shapes, keras_model=clone,
+                           keras_flavor=model.keras_flavor)
+    steps = sample_shape[0] if len(sample_shape) else "its"
+    return unrolled, [f"{names} unrolled over {steps} time steps for int8 conversion (TensorFlow "
+                      "cannot calibrate their loop): the same weights, as plain int8 ops that TFLM "
+                      "runs"]
+
+
+def _clone_unrolled(model: LoadedModel, sample_shape: tuple[int, ...]):
+    """The Keras model rebuilt with ``unroll=True`` in every recurrent layer's config (nested
+    configs included), carrying the original weights. An input with axes of unknown size (a
+    variable number of time steps) is fixed to the calibration samples' shape: unrolling needs it."""
+    if model.keras_flavor == "tf_keras":
+        import tf_keras as keras_module
+    else:
+        import keras as keras_module
+    keep_lstm = model.keras_flavor == "tf_keras"
+
+    def unroll(config):
+        if isinstance(config, dict):
+            if "unroll" in config:
+                config["unroll"] = True
+            for value in config.values():
+                unroll(value)
+        elif isinstance(config, list):
+            for value in config:
+                unroll(value)
+        return config
+
+    def clone(layer):
+        if keep_lstm and type(layer).__name__ == "LSTM":
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config(unroll(layer.get_config()))
+
+    source = model.keras_model
+    fixed = {}
+    if any(d < 0 for shape in model.input_shapes for d in shape):
+        fixed["input_tensors"] = keras_module.Input(batch_shape=(1, *sample_shape))
+    rebuilt = keras_module.models.clone_model(source, clone_function=clone, **fixed)
+    rebuilt.set_weights(source.get_weights())
+    left = _loops(rebuilt, model.keras_flavor)
+    if left:
+        raise RuntimeError(f"Keras kept the loop of {left[0].name}")
+    return rebuilt
+
+
+def _loops(keras_model, flavor: str | None) -> list:
+    """The recurrent layers that would reach the converter as a loop (all but tf_keras LSTMs,
+    which the converter fuses into UNIDIRECTIONAL_SEQUENCE_LSTM)."""
+    return [layer for layer in _recurrent_layers(keras_model) if not _config(layer).get("unroll")
+            and not (flavor == "tf_keras" and type(layer).__name__ == "LSTM")]
 
 
 def _representative_dataset(calib: Samples):
@@ -254,9 +365,14 @@ def _result(data: bytes, name: str, warnings: list[str], *, calib_samples: int,
     parsed = tflite.parse(data, source=f"the quantized {name}")
     kind = classify_tflite(parsed)
     if kind != FULL_INT8:
-        ops = ", ".join(_ops_left_in_float(parsed.main)) or "some ops"
-        raise ModelError(f"quantizing {name} gave a {kind} model, not full-int8: {ops} stayed float",
-                         "TFLite has no int8 kernel for them; replace them in the model")
+        ops = ", ".join(_ops_left_in_float(parsed.main))
+        if ops:
+            raise ModelError(f"quantizing {name} gave a {kind} model, not full-int8: {ops} stayed "
+                             "float", "TensorFlow's converter left them unquantized; replace them "
+                             "in the model")
+        raise ModelError(f"quantizing {name} gave a model of kind '{kind}', not full-int8",
+                         "TensorFlow's converter chose other types for some ops; replace them in "
+                         "the model")
     graph = parsed.main
     return QuantizeResult(tflite=data, kind=kind,
                           inputs=[TensorQuantization.of(t) for t in graph.input_tensors()],
