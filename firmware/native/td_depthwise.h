@@ -1,11 +1,16 @@
 /*
  * td_depthwise.h - int8 DEPTHWISE_CONV_2D (NHWC input, [1, k_h, k_w, out_c] filter) with a
  * depth multiplier, TFLM reference arithmetic. Output channel = in_channel * depth_multiplier + m.
+ *
+ * Padding taps are skipped (as TFLM does), so the input offset is added to each input value
+ * rather than folded into the bias; on the DSP path that add is part of widening the input.
  */
 #ifndef TD_DEPTHWISE_H
 #define TD_DEPTHWISE_H
 
 #include <stdint.h>
+
+#include "td_qmath.h"
 
 typedef struct {
     int32_t batches;
@@ -17,15 +22,11 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_h, pad_w;
     int32_t input_offset;            /* -input zero point */
-    int32_t output_offset;           /* output zero point */
-    int32_t act_min, act_max;
-    int32_t per_channel;             /* 1: multiplier/shift have out_c entries, 0: one entry */
-    const int32_t *multiplier;
-    const int8_t *shift;             /* power-of-two exponents, -31..30 */
+    td_output_t output;
+    const td_channel_t *channels;    /* out_c entries (bias as in the model) */
 } td_depthwise_params_t;
 
-/* bias may be NULL. */
 void td_depthwise_conv_s8(const td_depthwise_params_t *p, const int8_t *input,
-                          const int8_t *filter, const int32_t *bias, int8_t *output);
+                          const int8_t *filter, int8_t *output);
 
 #endif /* TD_DEPTHWISE_H */

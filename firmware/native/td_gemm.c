@@ -5,12 +5,6 @@
 #include "td_dsp.h"
 #include "td_qmath.h"
 
-static inline int8_t requantize(int32_t acc, const td_channel_t *c, const td_output_t *o)
-{
-    acc = td_mul_by_quantized_multiplier(acc, c->multiplier, c->shift) + o->offset;
-    return (int8_t)td_clamp(acc, o->act_min, o->act_max);
-}
-
 /*
  * s[0] += x0.row0, s[1] += x0.row1, s[2] += x1.row0, s[3] += x1.row1 for an interleaved row pair
  * at w (4 bytes of row0, 4 of row1, ...).
@@ -92,24 +86,28 @@ void td_gemm_s8(const int8_t *x0, const int8_t *x1, const int8_t *weights, int32
     const td_channel_t *c = channels;
     int32_t r;
     for (r = 0; r + 1 < rows; r += 2, c += 2, weights += 2 * depth) {
+        const td_requant_t q0 = td_requant_of(&c[0], o), q1 = td_requant_of(&c[1], o);
         if (x1 != NULL) {
             int32_t s[4] = {c[0].bias, c[1].bias, c[0].bias, c[1].bias};
             dot_2x2(x0, x1, weights, depth, s);
-            out0[r] = requantize(s[0], &c[0], o);
-            out0[r + 1] = requantize(s[1], &c[1], o);
-            out1[r] = requantize(s[2], &c[0], o);
-            out1[r + 1] = requantize(s[3], &c[1], o);
+            out0[r] = td_acc_to_s8(s[0], &q0);
+            out0[r + 1] = td_acc_to_s8(s[1], &q1);
+            out1[r] = td_acc_to_s8(s[2], &q0);
+            out1[r + 1] = td_acc_to_s8(s[3], &q1);
         } else {
             int32_t s[2] = {c[0].bias, c[1].bias};
             dot_1x2(x0, weights, depth, s);
-            out0[r] = requantize(s[0], &c[0], o);
-            out0[r + 1] = requantize(s[1], &c[1], o);
+            out0[r] = td_acc_to_s8(s[0], &q0);
+            out0[r + 1] = td_acc_to_s8(s[1], &q1);
         }
     }
     if (r < rows) { /* the odd last row, plain */
-        out0[r] = requantize(dot_1x1(x0, weights, depth, c->bias), c, o);
+        const td_requant_t q = td_requant_of(c, o);
+        const int32_t s0 = dot_1x1(x0, weights, depth, c->bias);
+        const int32_t s1 = x1 != NULL ? dot_1x1(x1, weights, depth, c->bias) : 0;
+        out0[r] = td_acc_to_s8(s0, &q);
         if (x1 != NULL) {
-            out1[r] = requantize(dot_1x1(x1, weights, depth, c->bias), c, o);
+            out1[r] = td_acc_to_s8(s1, &q);
         }
     }
 }

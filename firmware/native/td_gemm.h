@@ -22,16 +22,7 @@
 
 #include <stdint.h>
 
-typedef struct {
-    int32_t bias;           /* bias + input_offset * sum(row weights) */
-    int32_t multiplier;     /* Q31 significand of input_scale * filter_scale / output_scale */
-    int32_t shift;          /* its power-of-two exponent (> 0: left shift) */
-} td_channel_t;
-
-typedef struct {
-    int32_t offset;         /* output zero point */
-    int32_t act_min, act_max;
-} td_output_t;
+#include "td_qmath.h"
 
 /*
  * The vectors x0 and x1 (x1 may be NULL: one vector) of `depth` int8 against `rows` weight rows;

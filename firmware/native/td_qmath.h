@@ -51,16 +51,77 @@ static inline int32_t td_rounding_divide_by_pot(int32_t x, int exponent)
 }
 
 /*
- * x * M for M = multiplier * 2^(shift-31): TFLM's MultiplyByQuantizedMultiplier in its default
- * "double rounding" form (a rounding high multiply, then a rounding right shift).
+ * x * M for M = multiplier * 2^(left_shift - right_shift - 31), multiplier in [0, 2^31) (as the
+ * compiler makes them: never INT32_MIN, so the doubling high multiply cannot saturate): TFLM's
+ * MultiplyByQuantizedMultiplier in its default "double rounding" form - a rounding doubling high
+ * multiply of x << left_shift, then a division by 2^right_shift rounding half away from zero.
+ * round = 2^right_shift / 2 (0 when right_shift is 0).
+ *
+ * The division works on the magnitude in uint32 (|y| <= 2^31 and round <= 2^30 cannot overflow)
+ * and puts the sign back: exactly RoundingDivideByPOT, for every y, in a handful of instructions.
  */
+static inline int32_t td_requantize(int32_t x, int32_t multiplier, int32_t left_shift,
+                                    int32_t right_shift, uint32_t round)
+{
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    const int32_t y =
+        (int32_t)(((int64_t)shifted * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+    const uint32_t sign = (uint32_t)(y >> 31); /* 0 or all ones */
+    const uint32_t magnitude = ((uint32_t)y ^ sign) - sign;
+    return (int32_t)((((magnitude + round) >> right_shift) ^ sign) - sign);
+}
+
+/* td_requantize with the shift as one exponent (> 0: left shift), as TFLM stores it. */
 static inline int32_t td_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
-    const int left_shift = shift > 0 ? shift : 0;
-    const int right_shift = shift > 0 ? 0 : -shift;
-    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    return td_rounding_divide_by_pot(td_sat_round_doubling_high_mul(shifted, multiplier),
-                                     right_shift);
+    const int32_t left_shift = shift > 0 ? shift : 0;
+    const int32_t right_shift = shift > 0 ? 0 : -shift;
+    return td_requantize(x, multiplier, left_shift, right_shift, (1u << right_shift) >> 1);
+}
+
+/*
+ * Per-output-channel quantization of the convolution-like kernels (CONV_2D, DEPTHWISE_CONV_2D,
+ * FULLY_CONNECTED), precomputed by the compiler (tinydeploy/native/ops.py).
+ */
+typedef struct {
+    int32_t bias;           /* the op's bias (CONV_2D / FC: with the input offset folded in) */
+    int32_t multiplier;     /* Q31 significand of input_scale * filter_scale / output_scale */
+    int16_t left_shift;     /* its power-of-two exponent, split: 2^(left_shift - right_shift) */
+    int16_t right_shift;
+} td_channel_t;
+
+/* Output zero point and the fused activation's range (in output units). */
+typedef struct {
+    int32_t offset;
+    int32_t act_min, act_max;
+} td_output_t;
+
+/* One channel's requantization, held in locals while its outputs are written (an int8 store may
+ * alias anything, so values read through pointers would be reloaded after every store). */
+typedef struct {
+    int32_t multiplier, left_shift, right_shift;
+    uint32_t round;
+    int32_t offset, act_min, act_max;
+} td_requant_t;
+
+static inline td_requant_t td_requant_of(const td_channel_t *c, const td_output_t *o)
+{
+    td_requant_t q;
+    q.multiplier = c->multiplier;
+    q.left_shift = c->left_shift;
+    q.right_shift = c->right_shift;
+    q.round = (1u << q.right_shift) >> 1;
+    q.offset = o->offset;
+    q.act_min = o->act_min;
+    q.act_max = o->act_max;
+    return q;
+}
+
+/* An accumulator (bias included) to the int8 output. */
+static inline int8_t td_acc_to_s8(int32_t acc, const td_requant_t *q)
+{
+    acc = td_requantize(acc, q->multiplier, q->left_shift, q->right_shift, q->round) + q->offset;
+    return (int8_t)td_clamp(acc, q->act_min, q->act_max);
 }
 
 /*

@@ -63,25 +63,6 @@ def _activation(op, out) -> tuple[int, int]:
     return qparams.activation_range(act, out.scale, out.zero_point)
 
 
-def _bias(ctx, op, index_in_inputs: int) -> str:
-    idx = op.inputs[index_in_inputs] if len(op.inputs) > index_in_inputs else -1
-    if idx < 0:
-        return "NULL"
-    t = ctx.tensor(idx)
-    if t.type_name != "INT32":
-        raise refuse(op, f"bias '{t.name}' is {t.type_name}, only int32 is supported")
-    return ctx.ptr(idx, "int32_t")
-
-
-def _multipliers(prefix: str, mults: list[int], shifts: list[int]) -> tuple[list[str], dict]:
-    """Per-channel requantization arrays (shifts fit int8: 5 flash bytes per channel)."""
-    decls = [c_array("int32_t", f"{prefix}_multiplier", mults),
-             c_array("int8_t", f"{prefix}_shift", shifts)]
-    fields = {"per_channel": int(len(mults) > 1), "multiplier": f"{prefix}_multiplier",
-              "shift": f"{prefix}_shift"}
-    return decls, fields
-
-
 def _filter_scales(op, filt, channels: int) -> np.ndarray:
     scales = filt.quantization.scale
     if scales.size not in (1, channels):
@@ -149,13 +130,8 @@ def _constant_rows(ctx, op, filt, channels: int) -> np.ndarray:
 def _gemm_decls(name: str, rows: np.ndarray, groups: int, bias: np.ndarray, input_offset: int,
                 mults: list[int], shifts: list[int]) -> list[str]:
     """The weights in td_gemm.h's layout and the per-row td_channel_t table."""
-    n = rows.shape[0]
-    if len(mults) == 1:
-        mults, shifts = mults * n, shifts * n
-    folded = fold_input_offset(bias, rows, input_offset)
     return [c_array("int8_t", f"{name}_weights", gemm_weights(rows, groups)),
-            c_struct_array("td_channel_t", f"{name}_channels",
-                           zip(folded.tolist(), mults, shifts))]
+            _channel_table(name, fold_input_offset(bias, rows, input_offset), mults, shifts)]
 
 
 def conv_gathers(inp_shape, filt_shape) -> bool:
@@ -228,26 +204,12 @@ def _window_geometry(op, inp, out, kh: int, kw: int) -> dict:
         "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"])}
 
 
-def _window_fields(op, inp, filt, out, kh: int, kw: int, extra: dict) -> tuple[list[str], dict]:
-    """The parameter fields conv and depthwise conv share: shapes, window, padding, quantization.
-
-    Returns the C declarations of the per-channel multiplier/shift arrays and the struct fields.
-    """
-    n, ih, iw, ic = inp.shape
-    _, oh, ow, oc = out.shape
-    o = op.options
-    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
-    act_min, act_max = _activation(op, out)
-    decls, qfields = _multipliers(f"op{op.index}", mults, shifts)
-    fields = {
-        "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow, "out_c": oc,
-        "k_h": kh, "k_w": kw, **extra, "stride_h": o["stride_h"], "stride_w": o["stride_w"],
-        "dilation_h": o["dilation_h_factor"], "dilation_w": o["dilation_w_factor"],
-        "pad_h": qparams.padding_before(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"]),
-        "pad_w": qparams.padding_before(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"]),
-        "input_offset": -inp.zero_point, "output_offset": out.zero_point,
-        "act_min": act_min, "act_max": act_max, **qfields}
-    return decls, fields
+def _channel_table(name: str, bias: np.ndarray, mults: list[int], shifts: list[int]) -> str:
+    """td_channel_t per output channel: bias, multiplier, the shift split into left/right."""
+    if len(mults) == 1:
+        mults, shifts = mults * len(bias), shifts * len(bias)
+    rows = [(int(b), m, max(s, 0), max(-s, 0)) for b, m, s in zip(bias.tolist(), mults, shifts)]
+    return c_struct_array("td_channel_t", f"{name}_channels", rows)
 
 
 def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
@@ -258,11 +220,21 @@ def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
     if oc % ic:
         raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
     name = f"op{op.index}"
-    decls, fields = _window_fields(op, inp, filt, out, kh, kw, {"depth_multiplier": oc // ic})
+    mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
+    decls = [_channel_table(name, _bias_values(ctx, op, 2, oc), mults, shifts)]
+    fields = {**_window_geometry(op, inp, out, kh, kw), "depth_multiplier": oc // ic,
+              "input_offset": -inp.zero_point, "output": _output_fields(op, out),
+              "channels": f"{name}_channels"}
+    fields = {k: fields[k] for k in DEPTHWISE_FIELDS}
     decls.append(c_struct("td_depthwise_params_t", f"{name}_params", fields))
     call = (f"td_depthwise_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
-            f"{ctx.ptr(op.inputs[1])}, {_bias(ctx, op, 2)}, {ctx.ptr(op.outputs[0])});")
+            f"{ctx.ptr(op.inputs[1])}, {ctx.ptr(op.outputs[0])});")
     return Lowered("td_depthwise", decls, call)
+
+
+DEPTHWISE_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
+                    "depth_multiplier", "stride_h", "stride_w", "dilation_h", "dilation_w",
+                    "pad_h", "pad_w", "input_offset", "output", "channels")
 
 
 def lower_fully_connected(ctx: Context, op) -> Lowered:
