@@ -162,7 +162,17 @@ size_t td_link_encode_error(uint8_t *out, uint8_t seq, uint8_t code, uint8_t req
 /* td_model_init()'s result; every request touching tensors is refused while it is non-zero. */
 static int init_status = -1;
 
-void td_link_init(void) { init_status = td_model_init(); }
+static td_link_parser_t parser;
+static uint8_t tx[TD_LINK_FRAME_MAX];
+/* td_hal_micros() when the last byte arrived: the byte timeout is measured from here. */
+static uint32_t last_byte_us;
+
+void td_link_init(void)
+{
+    td_link_parser_reset(&parser);
+    last_byte_us = 0;
+    init_status = td_model_init();
+}
 
 /* A handler writes its payload at pl (room TD_LINK_MAX_PAYLOAD) and returns its length, or a
  * negative error code (-TD_ERR_x) with *detail optionally set. */
@@ -383,9 +393,6 @@ size_t td_link_handle(const td_link_parser_t *p, uint8_t *out)
 
 /* ---- main loop ----------------------------------------------------------------------------------- */
 
-static td_link_parser_t parser;
-static uint8_t tx[TD_LINK_FRAME_MAX];
-
 /* Answer the result of one fed byte; silent while a frame is still arriving. */
 static void answer(td_feed_result_t r)
 {
@@ -400,19 +407,32 @@ static void answer(td_feed_result_t r)
         td_hal_write(tx, n);
 }
 
+void td_link_poll(void)
+{
+    int c = td_hal_read_byte(TD_LINK_BYTE_TIMEOUT_MS);
+    if (c >= 0) {
+        last_byte_us = td_hal_micros();
+        answer(td_link_feed(&parser, (uint8_t)c));
+        return;
+    }
+    if (!td_link_parser_busy(&parser))
+        return;
+    /* The HAL's "nothing within timeout_ms" is not trusted on its own: a clock that steps back
+     * (the emulated boards' SysTick clock does for a moment at each millisecond wrap, more often
+     * on a busy host) makes an unsigned "now - start >= timeout" true at once. A frame is dropped
+     * only when the line has really been quiet that long, measured as a signed difference. */
+    int32_t quiet_us = (int32_t)(td_hal_micros() - last_byte_us);
+    if (quiet_us < (int32_t)(TD_LINK_BYTE_TIMEOUT_MS * 1000u))
+        return;
+    /* A frame stopped mid-way (dropped bytes): say so now rather than let the host wait. */
+    size_t n = td_link_encode_error(tx, parser.seq, TD_ERR_TIMEOUT, parser.type, 0);
+    td_link_parser_reset(&parser);
+    td_hal_write(tx, n);
+}
+
 void td_link_serve_forever(void)
 {
-    td_link_parser_reset(&parser);
     td_link_init();
-    for (;;) {
-        int c = td_hal_read_byte(TD_LINK_BYTE_TIMEOUT_MS);
-        if (c >= 0) {
-            answer(td_link_feed(&parser, (uint8_t)c));
-        } else if (td_link_parser_busy(&parser)) {
-            /* A frame stopped mid-way (dropped bytes): say so now rather than let the host wait. */
-            size_t n = td_link_encode_error(tx, parser.seq, TD_ERR_TIMEOUT, parser.type, 0);
-            td_link_parser_reset(&parser);
-            td_hal_write(tx, n);
-        }
-    }
+    for (;;)
+        td_link_poll();
 }

@@ -24,7 +24,8 @@ extern "C" {
 #define TD_LINK_MAX_PAYLOAD 1024
 #endif
 
-/* A frame that stops arriving for this long is dropped and answered with TD_ERR_TIMEOUT. */
+/* A frame that stops arriving for this long is dropped and answered with TD_ERR_TIMEOUT (measured
+ * from the last byte with the board's td_hal_micros()). */
 #ifndef TD_LINK_BYTE_TIMEOUT_MS
 #define TD_LINK_BYTE_TIMEOUT_MS 100
 #endif
@@ -94,12 +95,17 @@ static inline const uint8_t *td_link_payload(const td_link_parser_t *p) { return
 /* Encode an error response into out (capacity TD_LINK_FRAME_MAX); returns the frame length. */
 size_t td_link_encode_error(uint8_t *out, uint8_t seq, uint8_t code, uint8_t req_type, int16_t detail);
 
-/* Call once at start-up: runs td_model_init() and remembers its result for HELLO/INVOKE. */
+/* Call once at start-up: resets the parser, runs td_model_init() and remembers its result for
+ * HELLO/INVOKE. */
 void td_link_init(void);
 /* Build the response frame for the request in p into out (capacity TD_LINK_FRAME_MAX). */
 size_t td_link_handle(const td_link_parser_t *p, uint8_t *out);
 
-/* The board's main loop: td_link_init(), then read, parse and answer forever. */
+/* One step of the main loop: read one byte (waiting up to TD_LINK_BYTE_TIMEOUT_MS) and answer the
+ * frame it completes, or answer TD_ERR_TIMEOUT for a frame that stopped arriving. */
+void td_link_poll(void);
+
+/* The board's main loop: td_link_init(), then td_link_poll() forever. */
 void td_link_serve_forever(void);
 
 #ifdef __cplusplus

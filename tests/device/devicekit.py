@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,17 +36,23 @@ HOST_DEVICE_SOURCES = [
     "hal/td_hal_host.c",
     "hal/td_host_main.c",
 ]
+#: A host HAL whose clock steps back at millisecond wraps like the emulated boards' SysTick clock.
+GLITCHY_CLOCK_HAL = HERE / "glitchy_clock_hal.c"
 
 
-def build_host_device(out: Path, sanitize: bool = True, defines: tuple[str, ...] = ()) -> Path:
-    """Compile the protocol + host HAL + stub model into a native executable."""
+def build_host_device(out: Path, sanitize: bool = True, defines: tuple[str, ...] = (),
+                      hal: Path | None = None) -> Path:
+    """Compile the protocol + host HAL (or ``hal``) + stub model into a native executable."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
     fw = firmware_dir()
     flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g"]
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-    cmd = ["gcc", *flags, *(f"-D{d}" for d in defines), f"-I{fw}", f"-I{fw / 'protocol'}", *(str(fw / s) for s in HOST_DEVICE_SOURCES),
+    sources = [fw / s for s in HOST_DEVICE_SOURCES]
+    if hal is not None:
+        sources[1] = hal
+    cmd = ["gcc", *flags, *(f"-D{d}" for d in defines), f"-I{fw}", f"-I{fw / 'protocol'}", *map(str, sources),
            str(STUB_MODEL), "-o", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return out
@@ -96,11 +103,13 @@ class HostDevice:
     before it is forwarded (tests use it to :meth:`restart` the device at chosen moments)."""
 
     def __init__(self, exe: Path, to_device: Faults | None = None, to_host: Faults | None = None,
-                 seed: int = 1, before_request=None):
+                 seed: int = 1, before_request=None, to_device_bytes_per_s: float | None = None):
         self.exe = exe
         self.to_device = to_device or Faults()
         self.to_host = to_host or Faults()
         self.before_request = before_request
+        # a slow line: bytes reach the device in 16-byte pieces at this rate (QEMU's UART: ~30 KB/s)
+        self.to_device_bytes_per_s = to_device_bytes_per_s
         self.restarts = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -133,9 +142,17 @@ class HostDevice:
             while data := self._conn.recv(4096):
                 if self.before_request is not None:
                     self.before_request(self, data[:8])
-                self.proc.stdin.write(self._faulty(self.to_device, data))
+                self._to_device(self._faulty(self.to_device, data))
         except OSError:
             pass
+
+    def _to_device(self, data: bytes) -> None:
+        if not self.to_device_bytes_per_s:
+            self.proc.stdin.write(data)
+            return
+        for at in range(0, len(data), 16):
+            self.proc.stdin.write(data[at : at + 16])
+            time.sleep(16 / self.to_device_bytes_per_s)
 
     def _pump_to_host(self, proc: subprocess.Popen) -> None:
         try:
