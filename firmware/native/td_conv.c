@@ -57,27 +57,26 @@ static const int8_t *window(const td_conv_params_t *p, const int8_t *image, int3
     return image + ((size_t)oy * p->stride_h * p->in_w + (size_t)ox * p->stride_w) * p->in_c;
 }
 
-void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *weights,
-                int8_t *output, int8_t *scratch)
+void td_conv_s8(const td_conv_params_t *p)
 {
     const int32_t groups = p->in_c / p->k_c;
     const int32_t per_group = p->out_c / groups;
     const int32_t pixels = p->out_h * p->out_w;
     int32_t b, i, g;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *image = input + (size_t)b * p->in_h * p->in_w * p->in_c;
-        int8_t *out = output + (size_t)b * pixels * p->out_c;
+        const int8_t *image = p->input + (size_t)b * p->in_h * p->in_w * p->in_c;
+        int8_t *out = p->output + (size_t)b * pixels * p->out_c;
         /* Two output pixels at a time (the last one alone when their number is odd); both
          * windows are read before any of their outputs is written. */
         for (i = 0; i < pixels; i += 2) {
             const int pair = i + 1 < pixels;
             for (g = 0; g < groups; ++g) {
                 const int32_t first = g * per_group;
-                const int8_t *x0 = window(p, image, i, g * p->k_c, scratch);
+                const int8_t *x0 = window(p, image, i, g * p->k_c, p->scratch);
                 const int8_t *x1 =
-                    pair ? window(p, image, i + 1, g * p->k_c, scratch + p->depth) : NULL;
-                td_gemm_s8(x0, x1, weights + (size_t)first * p->depth, p->depth,
-                           p->channels + first, per_group, &p->output,
+                    pair ? window(p, image, i + 1, g * p->k_c, p->scratch + p->depth) : NULL;
+                td_gemm_s8(x0, x1, p->weights + (size_t)first * p->depth, p->depth,
+                           p->channels + first, per_group, &p->quant,
                            out + (size_t)i * p->out_c + first,
                            pair ? out + (size_t)(i + 1) * p->out_c + first : NULL);
             }

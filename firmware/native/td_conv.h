@@ -26,12 +26,14 @@ typedef struct {
                                       * 0: a window is one input pixel, read in place (1x1,
                                       * no groups, in_c a multiple of 4) */
     int32_t pad_value;               /* input zero point: what padding taps read */
-    td_output_t output;
+    td_output_t quant;
     const td_channel_t *channels;    /* out_c entries */
+    const int8_t *weights;           /* td_gemm.h's layout, per group */
+    const int8_t *input;
+    int8_t *output;
+    int8_t *scratch;                 /* 2 * depth bytes; NULL when gather is 0 */
 } td_conv_params_t;
 
-/* weights in td_gemm.h's layout (per group); scratch may be NULL when p->gather is 0. */
-void td_conv_s8(const td_conv_params_t *p, const int8_t *input, const int8_t *weights,
-                int8_t *output, int8_t *scratch);
+void td_conv_s8(const td_conv_params_t *p);
 
 #endif /* TD_CONV_H */

@@ -63,13 +63,14 @@ static void four_channel_sums(const td_depthwise_params_t *p, const window_t *w,
 }
 #endif
 
-void td_depthwise_conv_s8(const td_depthwise_params_t *p, const int8_t *input,
-                          const int8_t *filter, int8_t *output)
+void td_depthwise_conv_s8(const td_depthwise_params_t *p)
 {
     const size_t in_batch_size = (size_t)p->in_h * p->in_w * p->in_c;
+    const int8_t *filter = p->filter;
+    int8_t *output = p->output;
     int32_t b, oy, ox, c, m;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *image = input + (size_t)b * in_batch_size;
+        const int8_t *image = p->input + (size_t)b * in_batch_size;
         for (oy = 0; oy < p->out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
             int32_t ky1, kx1;
@@ -93,7 +94,7 @@ void td_depthwise_conv_s8(const td_depthwise_params_t *p, const int8_t *input,
                         int32_t i;
                         four_channel_sums(p, &w, filter, c, s);
                         for (i = 0; i < 4; ++i) {
-                            const td_requant_t q = td_requant_of(&ch[i], &p->output);
+                            const td_requant_t q = td_requant_of(&ch[i], &p->quant);
                             output[i] = td_acc_to_s8(s[i], &q);
                         }
                     }
@@ -101,7 +102,7 @@ void td_depthwise_conv_s8(const td_depthwise_params_t *p, const int8_t *input,
 #endif
                 for (; c < p->out_c; ++c) {
                     const int32_t ic = c / p->depth_multiplier;
-                    const td_requant_t q = td_requant_of(&p->channels[c], &p->output);
+                    const td_requant_t q = td_requant_of(&p->channels[c], &p->quant);
                     m = channel_sum(p, &w, filter, ic, c, p->channels[c].bias);
                     *output++ = td_acc_to_s8(m, &q);
                 }

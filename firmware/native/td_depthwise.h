@@ -22,11 +22,13 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_h, pad_w;
     int32_t input_offset;            /* -input zero point */
-    td_output_t output;
+    td_output_t quant;
     const td_channel_t *channels;    /* out_c entries (bias as in the model) */
+    const int8_t *filter;            /* [k_h, k_w, out_c] */
+    const int8_t *input;
+    int8_t *output;
 } td_depthwise_params_t;
 
-void td_depthwise_conv_s8(const td_depthwise_params_t *p, const int8_t *input,
-                          const int8_t *filter, int8_t *output);
+void td_depthwise_conv_s8(const td_depthwise_params_t *p);
 
 #endif /* TD_DEPTHWISE_H */

@@ -64,12 +64,12 @@ static void broadcast_apply(const td_broadcast_t *s, binary_fn fn, const void *p
     }
 }
 
-void td_add_s8(const td_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
+void td_add_s8(const td_add_params_t *p)
 {
-    broadcast_apply(&p->shape, add_one, p, in1, in2, output);
+    broadcast_apply(&p->shape, add_one, p, p->input1, p->input2, p->output);
 }
 
-void td_mul_s8(const td_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
+void td_mul_s8(const td_mul_params_t *p)
 {
-    broadcast_apply(&p->shape, mul_one, p, in1, in2, output);
+    broadcast_apply(&p->shape, mul_one, p, p->input1, p->input2, p->output);
 }

@@ -27,6 +27,8 @@ typedef struct {
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
+    const int8_t *input1, *input2;
+    int8_t *output;
 } td_add_params_t;
 
 typedef struct {
@@ -35,9 +37,11 @@ typedef struct {
     int32_t output_offset;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
+    const int8_t *input1, *input2;
+    int8_t *output;
 } td_mul_params_t;
 
-void td_add_s8(const td_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
-void td_mul_s8(const td_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+void td_add_s8(const td_add_params_t *p);
+void td_mul_s8(const td_mul_params_t *p);
 
 #endif /* TD_ELEMENTWISE_H */

@@ -5,10 +5,9 @@
 #include "td_dsp.h"
 
 /* Input row b, readable for depth bytes: in place, or copied to col with zero padding. */
-static const int8_t *input_row(const td_fully_connected_params_t *p, const int8_t *input,
-                               int32_t b, int8_t *col)
+static const int8_t *input_row(const td_fully_connected_params_t *p, int32_t b, int8_t *col)
 {
-    const int8_t *row = input + (size_t)b * p->accum_depth;
+    const int8_t *row = p->input + (size_t)b * p->accum_depth;
     if (p->depth == p->accum_depth) {
         return row;
     }
@@ -17,16 +16,15 @@ static const int8_t *input_row(const td_fully_connected_params_t *p, const int8_
     return col;
 }
 
-void td_fully_connected_s8(const td_fully_connected_params_t *p, const int8_t *input,
-                           const int8_t *weights, int8_t *output, int8_t *scratch)
+void td_fully_connected_s8(const td_fully_connected_params_t *p)
 {
     int32_t b;
     for (b = 0; b < p->batches; b += 2) {
         const int pair = b + 1 < p->batches;
-        const int8_t *x0 = input_row(p, input, b, scratch);
-        const int8_t *x1 = pair ? input_row(p, input, b + 1, scratch + p->depth) : NULL;
-        int8_t *out0 = output + (size_t)b * p->out_depth;
-        td_gemm_s8(x0, x1, weights, p->depth, p->channels, p->out_depth, &p->output, out0,
+        const int8_t *x0 = input_row(p, b, p->scratch);
+        const int8_t *x1 = pair ? input_row(p, b + 1, p->scratch + p->depth) : NULL;
+        int8_t *out0 = p->output + (size_t)b * p->out_depth;
+        td_gemm_s8(x0, x1, p->weights, p->depth, p->channels, p->out_depth, &p->quant, out0,
                    pair ? out0 + p->out_depth : NULL);
     }
 }

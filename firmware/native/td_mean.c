@@ -30,8 +30,10 @@ static size_t product(const int32_t *dims)
     return n;
 }
 
-void td_mean_s8(const td_mean_params_t *p, const int8_t *input, int8_t *output)
+void td_mean_s8(const td_mean_params_t *p)
 {
+    const int8_t *input = p->input;
+    int8_t *output = p->output;
     const size_t num_outputs = product(p->kept_dims);
     int32_t kept_index[TD_MEAN_MAX_DIMS] = {0};
     ptrdiff_t base = 0;

@@ -26,8 +26,10 @@ typedef struct {
     int32_t input_zero_point;
     int32_t output_zero_point;
     int32_t multiplier, shift;
+    const int8_t *input;
+    int8_t *output;
 } td_mean_params_t;
 
-void td_mean_s8(const td_mean_params_t *p, const int8_t *input, int8_t *output);
+void td_mean_s8(const td_mean_params_t *p);
 
 #endif /* TD_MEAN_H */

@@ -29,8 +29,10 @@ static void pad_block(const td_pad_params_t *p, int d, const int8_t *in, int8_t 
     }
 }
 
-void td_pad_s8(const td_pad_params_t *p, const int8_t *input, int8_t *output)
+void td_pad_s8(const td_pad_params_t *p)
 {
+    const int8_t *input = p->input;
+    int8_t *output = p->output;
     /* in_block[d] / out_block[d]: elements in one index step of dimension d. */
     size_t in_block[TD_PAD_MAX_DIMS];
     size_t out_block[TD_PAD_MAX_DIMS];

@@ -15,8 +15,10 @@ typedef struct {
     int32_t out_dims[TD_PAD_MAX_DIMS];
     int32_t before[TD_PAD_MAX_DIMS];   /* padding inserted before each dimension */
     int32_t pad_value;
+    const int8_t *input;
+    int8_t *output;
 } td_pad_params_t;
 
-void td_pad_s8(const td_pad_params_t *p, const int8_t *input, int8_t *output);
+void td_pad_s8(const td_pad_params_t *p);
 
 #endif /* TD_PAD_H */

@@ -12,8 +12,10 @@ static void clip_window(int32_t origin, int32_t filter, int32_t size, int32_t *s
     *end = TD_MIN(filter, size - origin);
 }
 
-int td_avg_pool_s8(const td_pool_params_t *p, const int8_t *input, int8_t *output)
+int td_avg_pool_s8(const td_pool_params_t *p)
 {
+    const int8_t *input = p->input;
+    int8_t *output = p->output;
     int32_t b, oy, ox, c, fy, fx;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + (size_t)b * p->in_h * p->in_w * p->channels;
@@ -47,8 +49,10 @@ int td_avg_pool_s8(const td_pool_params_t *p, const int8_t *input, int8_t *outpu
     return 0;
 }
 
-void td_max_pool_s8(const td_pool_params_t *p, const int8_t *input, int8_t *output)
+void td_max_pool_s8(const td_pool_params_t *p)
 {
+    const int8_t *input = p->input;
+    int8_t *output = p->output;
     int32_t b, oy, ox, c, fy, fx;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *in_b = input + (size_t)b * p->in_h * p->in_w * p->channels;

@@ -15,10 +15,12 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t pad_h, pad_w;
     int32_t act_min, act_max;
+    const int8_t *input;
+    int8_t *output;
 } td_pool_params_t;
 
 /* Returns 0, or -1 if a window lies entirely in the padding (TFLM fails the op then too). */
-int td_avg_pool_s8(const td_pool_params_t *p, const int8_t *input, int8_t *output);
-void td_max_pool_s8(const td_pool_params_t *p, const int8_t *input, int8_t *output);
+int td_avg_pool_s8(const td_pool_params_t *p);
+void td_max_pool_s8(const td_pool_params_t *p);
 
 #endif /* TD_POOL_H */

@@ -171,19 +171,24 @@ def lower_conv_2d(ctx: Context, op) -> Lowered:
     gather = conv_gathers(inp.shape, filt.shape)
     fields = {**_window_geometry(op, inp, out, kh, kw), "k_c": kc,
               "depth": gemm_depth(kh * kw * kc), "gather": int(gather),
-              "pad_value": inp.zero_point, "output": _output_fields(op, out),
-              "channels": f"{name}_channels"}
-    fields = {k: fields[k] for k in CONV_FIELDS}
-    decls.append(c_struct("td_conv_params_t", f"{name}_params", fields))
-    scratch = ctx.scratch(op.index) if gather else "NULL"
-    call = (f"td_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {name}_weights, "
-            f"{ctx.ptr(op.outputs[0])}, {scratch});")
-    return Lowered("td_conv", decls, call)
+              "pad_value": inp.zero_point, "quant": _output_fields(op, out),
+              "channels": f"{name}_channels", "weights": f"{name}_weights",
+              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
+              "scratch": ctx.scratch(op.index) if gather else "NULL"}
+    return _call("td_conv", "td_conv_s8", "td_conv_params_t", name, decls,
+                 {k: fields[k] for k in CONV_FIELDS})
 
 
 CONV_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "k_c",
                "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_h", "pad_w", "depth",
-               "gather", "pad_value", "output", "channels")
+               "gather", "pad_value", "quant", "channels", "weights", "input", "output", "scratch")
+
+
+def _call(family: str, function: str, ctype: str, name: str, decls: list[str],
+          fields: dict) -> Lowered:
+    """An op whose parameter struct carries its tensors: one definition, a one-argument call."""
+    decls = [*decls, c_struct(ctype, f"{name}_params", fields)]
+    return Lowered(family, decls, f"{function}(&{name}_params);")
 
 
 def _output_fields(op, out) -> tuple[int, int, int]:
@@ -223,18 +228,17 @@ def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
     mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
     decls = [_channel_table(name, _bias_values(ctx, op, 2, oc), mults, shifts)]
     fields = {**_window_geometry(op, inp, out, kh, kw), "depth_multiplier": oc // ic,
-              "input_offset": -inp.zero_point, "output": _output_fields(op, out),
-              "channels": f"{name}_channels"}
-    fields = {k: fields[k] for k in DEPTHWISE_FIELDS}
-    decls.append(c_struct("td_depthwise_params_t", f"{name}_params", fields))
-    call = (f"td_depthwise_conv_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
-            f"{ctx.ptr(op.inputs[1])}, {ctx.ptr(op.outputs[0])});")
-    return Lowered("td_depthwise", decls, call)
+              "input_offset": -inp.zero_point, "quant": _output_fields(op, out),
+              "channels": f"{name}_channels", "filter": ctx.ptr(op.inputs[1]),
+              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
+    return _call("td_depthwise", "td_depthwise_conv_s8", "td_depthwise_params_t", name, decls,
+                 {k: fields[k] for k in DEPTHWISE_FIELDS})
 
 
 DEPTHWISE_FIELDS = ("batches", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w",
                     "depth_multiplier", "stride_h", "stride_w", "dilation_h", "dilation_w",
-                    "pad_h", "pad_w", "input_offset", "output", "channels")
+                    "pad_h", "pad_w", "input_offset", "quant", "channels", "filter", "input",
+                    "output")
 
 
 def lower_fully_connected(ctx: Context, op) -> Lowered:
@@ -254,13 +258,12 @@ def lower_fully_connected(ctx: Context, op) -> Lowered:
     decls = _gemm_decls(name, rows, 1, _bias_values(ctx, op, 2, out_depth), -inp.zero_point,
                         mults, shifts)
     fields = {"batches": out.size // out_depth, "accum_depth": accum, "out_depth": out_depth,
-              "depth": gemm_depth(accum), "output": _output_fields(op, out),
-              "channels": f"{name}_channels"}
-    decls.append(c_struct("td_fully_connected_params_t", f"{name}_params", fields))
-    scratch = ctx.scratch(op.index) if accum % 4 else "NULL"
-    call = (f"td_fully_connected_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {name}_weights, "
-            f"{ctx.ptr(op.outputs[0])}, {scratch});")
-    return Lowered("td_fully_connected", decls, call)
+              "depth": gemm_depth(accum), "quant": _output_fields(op, out),
+              "channels": f"{name}_channels", "weights": f"{name}_weights",
+              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
+              "scratch": ctx.scratch(op.index) if accum % 4 else "NULL"}
+    return _call("td_fully_connected", "td_fully_connected_s8", "td_fully_connected_params_t",
+                 name, decls, fields)
 
 
 def _pool(ctx: Context, op) -> tuple[str, list[str]]:
@@ -278,21 +281,20 @@ def _pool(ctx: Context, op) -> tuple[str, list[str]]:
         "stride_h": o["stride_h"], "stride_w": o["stride_w"],
         "pad_h": qparams.padding_before(o["padding"], ih, o["filter_height"], o["stride_h"], 1),
         "pad_w": qparams.padding_before(o["padding"], iw, o["filter_width"], o["stride_w"], 1),
-        "act_min": act_min, "act_max": act_max}
+        "act_min": act_min, "act_max": act_max,
+        "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
     return name, [c_struct("td_pool_params_t", f"{name}_params", fields)]
 
 
 def lower_average_pool_2d(ctx: Context, op) -> Lowered:
     name, decls = _pool(ctx, op)
-    call = (f"if (td_avg_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, "
-            f"{ctx.ptr(op.outputs[0])}) != 0) {{\n        return -1;\n    }}")
+    call = f"if (td_avg_pool_s8(&{name}_params) != 0) {{\n        return -1;\n    }}"
     return Lowered("td_pool", decls, call)
 
 
 def lower_max_pool_2d(ctx: Context, op) -> Lowered:
     name, decls = _pool(ctx, op)
-    call = f"td_max_pool_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
-    return Lowered("td_pool", decls, call)
+    return Lowered("td_pool", decls, f"td_max_pool_s8(&{name}_params);")
 
 
 def _padded(shape, rank: int = MAX_DIMS) -> list[int]:
@@ -329,11 +331,13 @@ def lower_add(ctx: Context, op) -> Lowered:
     fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
               "input2_offset": -b.zero_point, "output_offset": out.zero_point,
               **qparams.add_params(a.scale, b.scale, out.scale),
-              "act_min": act_min, "act_max": act_max}
-    decls = [c_struct("td_add_params_t", f"{name}_params", fields)]
-    call = (f"td_add_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
-            f"{ctx.ptr(op.outputs[0])});")
-    return Lowered("td_elementwise", decls, call)
+              "act_min": act_min, "act_max": act_max, **_binary_tensors(ctx, op)}
+    return _call("td_elementwise", "td_add_s8", "td_add_params_t", name, [], fields)
+
+
+def _binary_tensors(ctx: Context, op) -> dict:
+    return {"input1": ctx.ptr(op.inputs[0]), "input2": ctx.ptr(op.inputs[1]),
+            "output": ctx.ptr(op.outputs[0])}
 
 
 def lower_mul(ctx: Context, op) -> Lowered:
@@ -344,11 +348,9 @@ def lower_mul(ctx: Context, op) -> Lowered:
     name = f"op{op.index}"
     fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
               "input2_offset": -b.zero_point, "output_offset": out.zero_point,
-              "output_multiplier": m, "output_shift": s, "act_min": act_min, "act_max": act_max}
-    decls = [c_struct("td_mul_params_t", f"{name}_params", fields)]
-    call = (f"td_mul_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.inputs[1])}, "
-            f"{ctx.ptr(op.outputs[0])});")
-    return Lowered("td_elementwise", decls, call)
+              "output_multiplier": m, "output_shift": s, "act_min": act_min, "act_max": act_max,
+              **_binary_tensors(ctx, op)}
+    return _call("td_elementwise", "td_mul_s8", "td_mul_params_t", name, [], fields)
 
 
 def _const_ints(ctx, op, index: int, what: str) -> np.ndarray:
@@ -381,10 +383,9 @@ def lower_mean(ctx: Context, op) -> Lowered:
               "reduced_strides": pad([strides[d] for d in axes], 0),
               "count": count, "same_quantization": int(same),
               "input_zero_point": inp.zero_point, "output_zero_point": out.zero_point,
-              "multiplier": m, "shift": s}
-    decls = [c_struct("td_mean_params_t", f"{name}_params", fields)]
-    call = f"td_mean_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
-    return Lowered("td_mean", decls, call)
+              "multiplier": m, "shift": s,
+              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
+    return _call("td_mean", "td_mean_s8", "td_mean_params_t", name, [], fields)
 
 
 def lower_pad(ctx: Context, op) -> Lowered:
@@ -399,10 +400,9 @@ def lower_pad(ctx: Context, op) -> Lowered:
     name = f"op{op.index}"
     fields = {"in_dims": _padded(inp.shape), "out_dims": _padded(out.shape),
               "before": [0] * (MAX_DIMS - len(paddings)) + [int(p) for p in paddings[:, 0]],
-              "pad_value": pad_value}
-    decls = [c_struct("td_pad_params_t", f"{name}_params", fields)]
-    call = f"td_pad_s8(&{name}_params, {ctx.ptr(op.inputs[0])}, {ctx.ptr(op.outputs[0])});"
-    return Lowered("td_pad", decls, call)
+              "pad_value": pad_value,
+              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
+    return _call("td_pad", "td_pad_s8", "td_pad_params_t", name, [], fields)
 
 
 def lower_concatenation(ctx: Context, op) -> Lowered:
