@@ -355,6 +355,9 @@ def _validation_options(fn):
         click.option("--tolerance", type=click.IntRange(0), default=0, show_default=True,
                      metavar="T", help="Largest |device - reference| in quantized units that still "
                                        "counts as agreement (0 = bit-exact)."),
+        click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+                     help="Longest the device may take to answer one inference, besides moving the "
+                          "bytes (default: from the model's MACs and the board's clock)."),
         click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE",
                      help="Also write the report as JSON to FILE ('-' for stdout)."),
     ]):
@@ -400,13 +403,15 @@ def _write_json(json_path, text: str) -> None:
                          "choose another --json path") from None
 
 
-def _run_validation(project, port, data, limit, tolerance, json_path) -> None:
-    from tinydeploy.device import running
+def _run_validation(project, port, data, limit, tolerance, json_path, timeout=None) -> None:
+    from tinydeploy.device import link_options, running
     from tinydeploy.errors import ValidationFailed
     from tinydeploy.validate import validate
 
-    status(f"starting {project.board.id} ({project.kind}) ...")
-    with running(project, port) as link:
+    waits = link_options(project, timeout)
+    status(f"starting {project.board.id} ({project.kind}; an inference may take up to "
+           f"{waits['invoke_timeout']:.1f} s) ...")
+    with running(project, port, timeout) as link:
         with click.progressbar(length=len(data.x), label="validating", file=sys.stderr) as bar:
             report = validate(link, project.model_bytes, data.x, data.y, tolerance=tolerance,
                               limit=limit, progress=lambda done, total: bar.update(1))
@@ -432,7 +437,7 @@ def _run_validation(project, port, data, limit, tolerance, json_path) -> None:
                                              "emulated boards: QEMU is started).")
 @_validation_options
 @friendly_errors
-def validate_cmd(project, port, samples, limit, tolerance, json_path):
+def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path):
     """Send samples to PROJECT's running firmware and compare with the host reference.
 
     Exit 1 when any sample's outputs differ from TFLM's reference by more than --tolerance.
@@ -446,7 +451,7 @@ def validate_cmd(project, port, samples, limit, tolerance, json_path):
     _check_json_path(json_path)
     project = open_project(project)
     data = _validation_samples(samples, project.model_bytes, limit)
-    _run_validation(project, port, data, limit, tolerance, json_path)
+    _run_validation(project, port, data, limit, tolerance, json_path, timeout)
 
 
 @cli.command()
@@ -461,7 +466,7 @@ def validate_cmd(project, port, samples, limit, tolerance, json_path):
 @_validation_options
 @friendly_errors
 def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, port,
-           samples, limit, tolerance, json_path):
+           samples, limit, tolerance, timeout, json_path):
     """Build, flash and validate MODEL in one go (on the emulated qemu-m4 by default).
 
     \b
@@ -497,7 +502,7 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
 
                 shutil.rmtree(result.out_dir, ignore_errors=True)
             raise
-    _run_validation(project, port, data, limit, tolerance, json_path)
+    _run_validation(project, port, data, limit, tolerance, json_path, timeout)
 
 
 def main() -> None:

@@ -72,14 +72,29 @@ def flash(project: Project, port: str | None = None) -> str:
     return f"uploaded to {project.board.id} on {device.port}"
 
 
+def link_options(project: Project, timeout: float | None = None) -> dict:
+    """How long the link waits for this project's device (DeviceLink keyword arguments): an
+    inference may take ``timeout`` s, by default what the model's MACs take on the board's clock at
+    a pessimistic cost per MAC (tinydeploy.link.inference_bound_s), and bytes move at the slowest
+    the board's link is expected to go; each exchange also gets its bytes' transfer time."""
+    from tinydeploy.analyze import analyze
+    from tinydeploy.link import inference_bound_s, link_bytes_per_s
+
+    board = project.board
+    if timeout is None:
+        timeout = inference_bound_s(analyze(project.model_bytes).total_macs, board.clock_hz, board.emulated)
+    return {"invoke_timeout": timeout, "bytes_per_s": link_bytes_per_s(board.serial.baud, board.emulated)}
+
+
 @contextlib.contextmanager
-def running(project: Project, port: str | None = None) -> Iterator[object]:
+def running(project: Project, port: str | None = None, timeout: float | None = None) -> Iterator[object]:
     """A connected DeviceLink to the project's firmware, running for the block's duration.
 
     Emulated boards: builds the ELF if needed and boots it in QEMU (always stopped afterwards).
     Real boards: connects to ``port`` or the port found from the board's USB VID/PID; the firmware
-    must have been flashed already (``tinydeploy flash``).
+    must have been flashed already (``tinydeploy flash``). ``timeout``: see :func:`link_options`.
     """
+    waits = link_options(project, timeout)
     from tinydeploy.link import DeviceLink
 
     if project.kind == "baremetal" and port is None:
@@ -88,12 +103,12 @@ def running(project: Project, port: str | None = None) -> Iterator[object]:
         if not project.elf.is_file():
             build_firmware(project)
         with QemuRunner.from_board(project.board).run(project.elf) as device:
-            with DeviceLink(device.port, open_timeout=device.open_timeout) as link:
+            with DeviceLink(device.port, open_timeout=device.open_timeout, **waits) as link:
                 yield link
         return
     if port is None:
         from tinydeploy.runners import PlatformioRunner
 
         port = PlatformioRunner.from_board(project.board).resolve_port()
-    with DeviceLink(port, baudrate=project.board.serial.baud, open_timeout=2.0) as link:
+    with DeviceLink(port, baudrate=project.board.serial.baud, open_timeout=2.0, **waits) as link:
         yield link
