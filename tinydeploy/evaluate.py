@@ -103,7 +103,11 @@ def evaluate(model: LoadedModel, int8_tflite: bytes, samples: Samples) -> Accura
     reference, float_out = float_outputs(model, samples.x)
     report = AccuracyReport(task=REGRESSION, samples=len(samples), source=samples.source,
                             reference=reference, input=in_q, output=out_q, notes=notes)
-    labels = None if samples.y is None else np.asarray(samples.y)
+    labels = None
+    if samples.y is not None:
+        from tinydeploy.data import check_labels
+
+        labels = check_labels(samples.y, len(samples), samples.source)
     if _is_classifier(float_out if float_out is not None else int8_out, labels):
         _classification(report, float_out, int8_out, labels)
     else:
@@ -121,7 +125,8 @@ def micro_outputs(int8_tflite: bytes, x: np.ndarray, *, dequantize: bool = True)
     """
     from tflite_micro.python.tflite_micro import runtime
 
-    interpreter = runtime.Interpreter.from_bytes(int8_tflite)
+    interpreter = runtime.Interpreter.from_bytes(int8_tflite,
+                                                 arena_size=tflite.host_arena_bytes(int8_tflite))
     in_details = interpreter.get_input_details(0)
     out_details = interpreter.get_output_details(0)
     outputs = []

@@ -82,7 +82,7 @@ class Reference:
         runtime = _runtime()
         try:
             self._ip = runtime.Interpreter.from_bytes(bytes(model_bytes),
-                                                      arena_size=max(len(model_bytes) * 10, 1 << 20))
+                                                      arena_size=tflite.host_arena_bytes(model_bytes))
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"TFLM cannot load this model: {first}",
@@ -90,6 +90,16 @@ class Reference:
         self._allocations: AllocationRecord | None = None
         graph = tflite.parse(model_bytes).main
         self.num_inputs, self.num_outputs = len(graph.inputs), len(graph.outputs)
+
+    @property
+    def name(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            wheel = f"tflite_micro {version('tflite-micro')}"
+        except PackageNotFoundError:
+            wheel = "tflite_micro"
+        return f"{wheel} (TFLM reference kernels, the wheel)"
 
     def input_details(self, i: int = 0) -> dict:
         return self._ip.get_input_details(i)

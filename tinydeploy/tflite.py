@@ -159,10 +159,20 @@ class _Corrupt(Exception):
     """Raised inside the reader; turned into a ModelError at the entry point."""
 
 
+# Limits of a sane model (TFLM's own limits are lower): more means a damaged file.
+MAX_RANK = 8
+MAX_TENSOR_BYTES = 1 << 31
+_MAX_TABLES = 1 << 20
+
+
 class _Reader:
+    """Bounds- and alignment-checked access to a flatbuffer, like flatbuffers' own Verifier:
+    every table, vector and string must lie inside the buffer before anything reads it."""
+
     def __init__(self, buf: bytes):
         self.buf = buf
         self.n = len(buf)
+        self.tables_seen = 0
 
     def _unpack(self, fmt: str, pos: int):
         size = struct.calcsize(fmt)
@@ -179,18 +189,37 @@ class _Reader:
     def f32(self, pos): return self._unpack("<f", pos)
 
     def table(self, pos: int) -> "_Table":
+        self.tables_seen += 1
+        if self.tables_seen > _MAX_TABLES:
+            raise _Corrupt("it holds more tables than any model")
+        if pos % 4:
+            raise _Corrupt(f"a table at offset {pos} is misaligned")
         vtable = pos - self.i32(pos)
+        if vtable < 0 or vtable % 2:
+            raise _Corrupt(f"the table at offset {pos} has a bad vtable")
         vt_size = self.u16(vtable)
-        if vt_size < 4 or vtable + vt_size > self.n:
-            raise _Corrupt("bad vtable")
-        return _Table(self, pos, vtable, vt_size)
+        size = self.u16(vtable + 2) if vt_size >= 4 else 0
+        if vt_size < 4 or vt_size % 2 or vtable + vt_size > self.n or size < 4 \
+                or pos + size > self.n:
+            raise _Corrupt(f"the table at offset {pos} has a bad vtable")
+        fields = struct.unpack_from(f"<{(vt_size - 4) // 2}H", self.buf, vtable + 4)
+        if any(off and (off < 4 or off >= size) for off in fields):
+            raise _Corrupt(f"a field of the table at offset {pos} lies outside it")
+        return _Table(self, pos, vtable, vt_size, size)
 
     def deref(self, pos: int) -> int:
-        return pos + self.u32(pos)
+        if pos % 4:
+            raise _Corrupt(f"an offset at {pos} is misaligned")
+        target = pos + self.u32(pos)
+        if target >= self.n:
+            raise _Corrupt(f"an offset at {pos} points outside the file")
+        return target
 
     def vector(self, pos: int, elem_size: int) -> tuple[int, int]:
         """Return (start, count) of the vector referenced at pos, bounds-checked."""
         vec = self.deref(pos)
+        if vec % 4:
+            raise _Corrupt(f"a vector at offset {vec} is misaligned")
         count = self.u32(vec)
         start = vec + 4
         if start + count * elem_size > self.n:
@@ -199,36 +228,39 @@ class _Reader:
 
 
 class _Table:
-    def __init__(self, r: _Reader, pos: int, vtable: int, vt_size: int):
-        self.r, self.pos, self.vtable, self.vt_size = r, pos, vtable, vt_size
+    def __init__(self, r: _Reader, pos: int, vtable: int, vt_size: int, size: int):
+        self.r, self.pos, self.vtable, self.vt_size, self.size = r, pos, vtable, vt_size, size
 
-    def _field(self, fid: int) -> int | None:
+    def _field(self, fid: int, width: int = 1) -> int | None:
         entry = 4 + 2 * fid
         if entry >= self.vt_size:
             return None
         off = self.r.u16(self.vtable + entry)
-        return self.pos + off if off else None
+        if not off:
+            return None
+        if off + width > self.size:
+            raise _Corrupt(f"field {fid} of the table at offset {self.pos} lies outside it")
+        return self.pos + off
 
     def scalar(self, fid: int, kind: str, default):
-        pos = self._field(fid)
-        if pos is None:
-            return default
-        return {"b": self.r.i8, "ub": self.r.u8, "i": self.r.i32, "u": self.r.u32,
-                "q": self.r.u64, "f": self.r.f32}[kind](pos)
+        reader = {"b": (self.r.i8, 1), "ub": (self.r.u8, 1), "i": (self.r.i32, 4),
+                  "u": (self.r.u32, 4), "q": (self.r.u64, 8), "f": (self.r.f32, 4)}[kind]
+        pos = self._field(fid, reader[1])
+        return default if pos is None else reader[0](pos)
 
     def table(self, fid: int) -> _Table | None:
-        pos = self._field(fid)
+        pos = self._field(fid, 4)
         return None if pos is None else self.r.table(self.r.deref(pos))
 
     def tables(self, fid: int) -> list[_Table]:
-        pos = self._field(fid)
+        pos = self._field(fid, 4)
         if pos is None:
             return []
         start, count = self.r.vector(pos, 4)
         return [self.r.table(self.r.deref(start + 4 * i)) for i in range(count)]
 
     def array(self, fid: int, dtype) -> np.ndarray:
-        pos = self._field(fid)
+        pos = self._field(fid, 4)
         if pos is None:
             return np.zeros(0, dtype)
         dt = np.dtype(dtype).newbyteorder("<")
@@ -236,23 +268,31 @@ class _Table:
         return np.frombuffer(self.r.buf, dt, count, start)
 
     def bytes_(self, fid: int) -> memoryview | None:
-        pos = self._field(fid)
+        pos = self._field(fid, 4)
         if pos is None:
             return None
         start, count = self.r.vector(pos, 1)
         return memoryview(self.r.buf)[start:start + count]
 
     def string(self, fid: int) -> str:
-        data = self.bytes_(fid)
-        return bytes(data).decode("utf-8", "replace") if data is not None else ""
+        pos = self._field(fid, 4)
+        if pos is None:
+            return ""
+        start, count = self.r.vector(pos, 1)
+        if start + count >= self.r.n or self.r.buf[start + count] != 0:
+            raise _Corrupt(f"a string at offset {start} has no terminator")
+        return bytes(self.r.buf[start:start + count]).decode("utf-8", "replace")
+
+    def present(self, fid: int) -> bool:
+        return self._field(fid) is not None
 
 
 def _decode_options(op_table: _Table) -> dict:
     kind = op_table.scalar(3, "ub", 0)
+    opts_table = op_table.table(4)
     spec = _OPTION_FIELDS.get(kind)
     if not spec:
         return {}
-    opts_table = op_table.table(4)
     out = {}
     for name, fid, ftype, default in spec:
         if ftype == "ivec":
@@ -269,20 +309,41 @@ def _decode_options(op_table: _Table) -> dict:
     return out
 
 
-def _read_quantization(t: _Table | None) -> Quantization | None:
+_INT_RANGES = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}
+
+
+def _read_quantization(t: _Table | None, shape: tuple[int, ...], type_name: str,
+                       index: int) -> Quantization | None:
     if t is None:
         return None
+    t.array(0, np.float32)   # min and max: TFLM does not use them, but they must be in the file
+    t.array(1, np.float32)
+    if t.scalar(4, "ub", 0) or t.present(5):
+        raise _Corrupt(f"tensor {index} has custom quantization details, which TFLM cannot use")
     scale = t.array(2, np.float32).astype(np.float32)
     zero_point = t.array(3, np.int64).astype(np.int64)
+    axis = int(t.scalar(6, "i", 0))
     if scale.size == 0:
+        if zero_point.size:
+            raise _Corrupt(f"tensor {index} has zero points but no scales")
         return None
     if zero_point.size == 0:
         zero_point = np.zeros(scale.size, np.int64)
-    return Quantization(scale, zero_point, int(t.scalar(6, "i", 0)))
+    if zero_point.size != scale.size:
+        raise _Corrupt(f"tensor {index} has {scale.size} scales but {zero_point.size} zero points")
+    if not np.all(np.isfinite(scale)) or np.any(scale < 0):
+        raise _Corrupt(f"tensor {index} has a negative or non-finite scale")
+    if scale.size > 1 and not (0 <= axis < len(shape) and shape[axis] == scale.size):
+        raise _Corrupt(f"tensor {index} has {scale.size} per-channel scales that do not match "
+                       f"its shape {shape} on axis {axis}")
+    low, high = _INT_RANGES.get(type_name, (None, None))
+    if low is not None and (zero_point.min() < low or zero_point.max() > high):
+        raise _Corrupt(f"tensor {index} has a zero point outside the range of {type_name}")
+    return Quantization(scale, zero_point, axis)
 
 
 def _buffer_bytes(r: _Reader, buffers: list[_Table], index: int) -> bytes | None:
-    if index <= 0 or index >= len(buffers):
+    if index == 0:
         return None
     b = buffers[index]
     data = b.bytes_(0)
@@ -298,22 +359,36 @@ def _buffer_bytes(r: _Reader, buffers: list[_Table], index: int) -> bytes | None
 
 def _read_tensor(r: _Reader, t: _Table, index: int, buffers: list[_Table]) -> Tensor:
     type_code = t.scalar(1, "b", 0)
-    type_name, np_type = _TENSOR_TYPES.get(type_code, (f"TYPE_{type_code}", None))
+    if type_code not in _TENSOR_TYPES:
+        raise _Corrupt(f"tensor {index} has an unknown type code {type_code}")
+    type_name, np_type = _TENSOR_TYPES[type_code]
     shape = tuple(int(d) for d in t.array(0, np.int32))
+    if len(shape) > MAX_RANK or any(d < 0 for d in shape):
+        raise _Corrupt(f"tensor {index} has an impossible shape {shape}")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count * (np.dtype(np_type).itemsize if np_type is not None else 1) > MAX_TENSOR_BYTES:
+        raise _Corrupt(f"tensor {index} of shape {shape} would take over 2 GiB")
     buffer = int(t.scalar(2, "u", 0))
+    if buffer >= len(buffers):
+        raise _Corrupt(f"tensor {index} names buffer {buffer} of {len(buffers)}")
+    if t.present(6):
+        raise _Corrupt(f"tensor {index} is sparse, which TFLM cannot run")
+    if t.present(9):
+        raise _Corrupt(f"tensor {index} holds variant tensors, which TFLM cannot run")
     raw = _buffer_bytes(r, buffers, buffer)
     data = None
     if raw is not None and np_type is not None:
         dt = np.dtype(np_type).newbyteorder("<")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if len(raw) != count * dt.itemsize:
             raise _Corrupt(f"tensor {index} holds {len(raw)} bytes but its shape {shape} needs "
                            f"{count * dt.itemsize}")
         data = np.frombuffer(raw, dt).astype(np_type).reshape(shape)
     sig = t.array(7, np.int32)
+    if sig.size and (sig.size != len(shape) or np.any(sig < -1)):
+        raise _Corrupt(f"tensor {index} has a shape signature that does not match its shape")
     return Tensor(index=index, name=t.string(3), shape=shape, type_name=type_name,
                   dtype=np.dtype(np_type) if np_type is not None else None, buffer=buffer,
-                  quantization=_read_quantization(t.table(4)), data=data,
+                  quantization=_read_quantization(t.table(4), shape, type_name, index), data=data,
                   is_variable=bool(t.scalar(5, "b", 0)),
                   shape_signature=tuple(int(d) for d in sig) if sig.size else None)
 
@@ -323,44 +398,116 @@ def _opcode_name(t: _Table) -> tuple[str, int]:
     version = int(t.scalar(2, "i", 1))
     if code == 32:  # CUSTOM
         return f"CUSTOM:{t.string(1)}", version
-    name = BUILTIN_OPERATORS[code] if 0 <= code < len(BUILTIN_OPERATORS) else f"BUILTIN_{code}"
-    return name, version
+    t.string(1)
+    if not 0 <= code < len(BUILTIN_OPERATORS):
+        raise _Corrupt(f"it names operator code {code}, which no TFLite version defines")
+    if version < 1:
+        raise _Corrupt(f"{BUILTIN_OPERATORS[code]} has version {version}")
+    return BUILTIN_OPERATORS[code], version
+
+
+def _indices(values: np.ndarray, count: int, what: str, optional: bool = False) -> list[int]:
+    """Tensor indices, each naming an existing tensor (or -1 for an absent optional input)."""
+    out = [int(v) for v in values]
+    low = -1 if optional else 0
+    if any(v < low or v >= count for v in out):
+        raise _Corrupt(f"{what} refers to a tensor that does not exist")
+    return out
+
+
+def _read_operator(i: int, ot: _Table, opcodes: list, tensors: list[Tensor]) -> Operator:
+    idx = int(ot.scalar(0, "u", 0))
+    if idx >= len(opcodes):
+        raise _Corrupt(f"operator {i} names opcode {idx} of {len(opcodes)}")
+    name, version = opcodes[idx]
+    ins = _indices(ot.array(1, np.int32), len(tensors), f"operator {i}", optional=True)
+    outs = _indices(ot.array(2, np.int32), len(tensors), f"operator {i}")
+    _indices(ot.array(8, np.int32), len(tensors), f"operator {i}'s intermediates")
+    ot.bytes_(5)                                     # custom options
+    ot.bytes_(7)                                     # mutating variable inputs
+    large = (ot.scalar(9, "q", 0), ot.scalar(10, "q", 0))
+    if large[1] and large[0] + large[1] > len(ot.r.buf):
+        raise _Corrupt(f"operator {i}'s custom options run past the end of the file")
+    if ot.scalar(11, "ub", 0) or ot.present(12):
+        ot.table(12)
+    options = _decode_options(ot)
+    return Operator(i, name, version, ins, outs, options)
+
+
+def _check_signatures(root: _Table, subgraphs: int) -> None:
+    """Metadata and signature tables: TFLM reads them, so they must be sound too."""
+    for meta in root.tables(6):
+        meta.string(0)
+    root.array(5, np.int32)
+    for sig in root.tables(7):
+        for fid in (0, 1):
+            for tensor_map in sig.tables(fid):
+                tensor_map.string(0)
+        sig.string(2)
+        if int(sig.scalar(4, "u", 0)) >= subgraphs:
+            raise _Corrupt("a signature names a subgraph that does not exist")
 
 
 def parse(data: bytes, *, source: str = "the model") -> Model:
-    """Parse .tflite bytes. Raises ModelError when they are not a complete TFLite flatbuffer."""
+    """Parse .tflite bytes. Raises ModelError when they are not a complete, sound TFLite flatbuffer.
+
+    Beyond reading, it checks what TFLM would otherwise trust blindly (and crash on): every table,
+    vector and string inside the file, every tensor, buffer and opcode index valid, shapes,
+    types and quantization parameters sane. A file that passes can be handed to TFLM.
+    """
     data = bytes(data)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelError(f"{source} is not a TensorFlow Lite flatbuffer (no 'TFL3' identifier)",
                          "pass a .tflite file written by the TFLite converter, or the Keras model")
     r = _Reader(data)
     try:
-        root = r.table(r.u32(0))
+        root = r.table(r.deref(0))
+        version = int(root.scalar(0, "u", 0))
+        if version != 3:
+            raise _Corrupt(f"its schema version is {version}, not 3")
         buffers = root.tables(4)
+        if not buffers:
+            raise _Corrupt("it has no buffers")
+        for i in range(1, len(buffers)):   # TFLM reads every buffer, used or not
+            _buffer_bytes(r, buffers, i)
         opcodes = [_opcode_name(t) for t in root.tables(1)]
         subgraphs = []
         for sg in root.tables(2):
             tensors = [_read_tensor(r, t, i, buffers) for i, t in enumerate(sg.tables(0))]
-            ops = []
-            for i, ot in enumerate(sg.tables(3)):
-                idx = int(ot.scalar(0, "u", 0))
-                if idx >= len(opcodes):
-                    raise _Corrupt(f"operator {i} names opcode {idx} of {len(opcodes)}")
-                name, version = opcodes[idx]
-                ins = [int(v) for v in ot.array(1, np.int32)]
-                outs = [int(v) for v in ot.array(2, np.int32)]
-                if any(v >= len(tensors) for v in ins + outs):
-                    raise _Corrupt(f"operator {i} refers to a tensor that does not exist")
-                ops.append(Operator(i, name, version, ins, outs, _decode_options(ot)))
+            ops = [_read_operator(i, ot, opcodes, tensors) for i, ot in enumerate(sg.tables(3))]
             subgraphs.append(Subgraph(sg.string(4), tensors, ops,
-                                      [int(v) for v in sg.array(1, np.int32)],
-                                      [int(v) for v in sg.array(2, np.int32)]))
+                                      _indices(sg.array(1, np.int32), len(tensors), "an input"),
+                                      _indices(sg.array(2, np.int32), len(tensors), "an output")))
         if not subgraphs:
             raise _Corrupt("it has no subgraph")
-        return Model(int(root.scalar(0, "u", 0)), root.string(3), subgraphs, data)
-    except (_Corrupt, IndexError, ValueError) as exc:
+        if not subgraphs[0].inputs or not subgraphs[0].outputs:
+            raise _Corrupt("its main subgraph has no inputs or no outputs")
+        _check_signatures(root, len(subgraphs))
+        return Model(version, root.string(3), subgraphs, data)
+    except (_Corrupt, IndexError, ValueError, OverflowError) as exc:
         raise ModelError(f"{source} is truncated or corrupt ({exc})",
                          "re-export it with the TFLite converter") from None
+
+
+#: No microcontroller has a GiB of RAM: a model whose activations need more is refused.
+MAX_HOST_ARENA = 1 << 30
+
+
+def host_arena_bytes(model_bytes: bytes) -> int:
+    """Tensor arena large enough for TFLM's interpreter on this 64-bit host to plan the model.
+
+    Bounded by what the model can need: every activation tensor live at once (16-byte aligned),
+    four times over for kernel scratch buffers, plus per-tensor and per-op runtime structs; never
+    less than the 1 MiB (or 10x the model) that small models were always given. A model that
+    would need more than MAX_HOST_ARENA is refused, since no microcontroller could run it.
+    """
+    graph = parse(model_bytes).main
+    activations = sum((t.nbytes + 15) // 16 * 16 for t in graph.tensors if not t.is_constant)
+    needed = 4 * activations + 2048 * (len(graph.tensors) + len(graph.operators)) + (64 << 10)
+    if needed > MAX_HOST_ARENA:
+        raise ModelError(f"the model's activations take {activations:,} B, more than any "
+                         "microcontroller's RAM", "check the model's input shape and layer sizes")
+    return max(len(model_bytes) * 10, 1 << 20, needed)
 
 
 def load(path: str | Path) -> Model:
