@@ -24,7 +24,7 @@ import select
 import struct
 import time
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -450,6 +450,7 @@ class DeviceLink:
         self.resends = 0  # exchanges repeated because of a transport fault (for reports/tests)
         self.late_answers = 0  # answers taken from an earlier attempt of the same request
         self.probes = 0  # PING probes sent after an unanswered attempt
+        self.damage_reports: Counter[str] = Counter()  # the device's CRC/TIMEOUT/TOO_LONG answers
         self._slowest_inference = None  # longest INVOKE/RUN exchange seen, in s
 
     # -- context manager ------------------------------------------------------------------------
@@ -572,6 +573,7 @@ class DeviceLink:
                             self.late_answers += 1
                         return frame
                     ev.transport_errors += 1
+                    self.damage_reports[_name(ErrorCode, code)] += 1
                     if frame.seq == newest:
                         raise _Resend
                     continue  # an earlier attempt's damage report: that attempt is superseded

@@ -43,11 +43,15 @@ def hello_payload(*, version: int = 1, max_payload: int = 1024, init_status: int
 class FakeDevice:
     """One fake board on a TCP port; ``url`` is what DeviceLink opens."""
 
-    def __init__(self, behave=None, hello: bytes | None = None, bytes_per_s: float | None = None):
+    def __init__(self, behave=None, hello: bytes | None = None, bytes_per_s: float | None = None,
+                 rx_bytes_per_s: float | None = None, input_bytes: int = INPUT_BYTES):
         self.behave = behave or (lambda dev, frame: dev.honest(frame))
-        self.hello = hello_payload() if hello is None else hello
+        if hello is None:
+            hello = hello_payload(inputs=[tensor_spec(shape=(1, input_bytes))])
+        self.hello = hello
         self.bytes_per_s = bytes_per_s  # a slow line: answers trickle out at this rate
-        self.input = bytearray(INPUT_BYTES)
+        self.rx_bytes_per_s = rx_bytes_per_s  # ... and requests are taken in at this rate
+        self.input = bytearray(input_bytes)
         self.output = bytes(OUTPUT_BYTES)
         self.requests: list = []  # every frame received, in order
         self.sent: list[bytes] = []  # every answer sent (for replaying)
@@ -125,7 +129,9 @@ class FakeDevice:
             return
         decoder = FrameDecoder(max_payload=65535)
         try:
-            while not self._stop.is_set() and (data := self._conn.recv(4096)):
+            while not self._stop.is_set() and (data := self._conn.recv(64 if self.rx_bytes_per_s else 4096)):
+                if self.rx_bytes_per_s:
+                    time.sleep(len(data) / self.rx_bytes_per_s)
                 for frame in decoder.feed(data):
                     self.requests.append(frame)
                     self.send(self.behave(self, frame))

@@ -24,6 +24,8 @@ class Scenario:
     name: str
     start: Callable[[], FakeDevice]
     expect: str | None  # regex of the DeviceError, or None: must succeed
+    input_bytes: int = 8
+    samples: int = 3
 
 
 def _after_hello(answer):
@@ -113,8 +115,8 @@ def _close(dev, frame):
     return None
 
 
-def _fake(behave=None, hello=None, bytes_per_s=None):
-    return lambda: FakeDevice(behave, hello, bytes_per_s)
+def _fake(behave=None, hello=None, bytes_per_s=None, **options):
+    return lambda: FakeDevice(behave, hello, bytes_per_s, **options)
 
 
 SCENARIOS = [
@@ -149,13 +151,17 @@ SCENARIOS = [
     Scenario("RUN answer with extra bytes", _fake(_extra_output_bytes), "RUN answer carries 6 output bytes, 4 expected"),
     # -- slow or odd but healthy: the results must come back right
     Scenario("slow but healthy line (2 KB/s)", _fake(bytes_per_s=2_000), None),
+    # a host link slower than the old fixed 2 s per exchange allowed: 1 KB SET_INPUT frames take
+    # 2.3 s to reach the device (QEMU's UART on a loaded host); answers to earlier attempts count
+    Scenario("slow line to the device (450 B/s), a 2 KB sample", _fake(rx_bytes_per_s=450, input_bytes=2048),
+             None, input_bytes=2048, samples=1),
     Scenario("inference slower than the first bound", _fake(_slow_inference), None),
     Scenario("phantom length, then the answer", _fake(_after_hello(_phantom_then_answer)), None),
     Scenario("boot banner before the handshake", _fake(_banner_then_honest), None),
 ]
 
 
-def exercise(url: str, samples: int = 3, **link_options):
+def exercise(url: str, samples: int = 3, input_bytes: int = 8, **link_options):
     """What validate does with a device: handshake (model hash checked), then ``samples`` runs of
     the stub model. Returns the outputs; raises whatever the link raises."""
     from devicekit import STUB_HASH, stub_reference
@@ -166,7 +172,7 @@ def exercise(url: str, samples: int = 3, **link_options):
     with DeviceLink(url, **options) as link:
         link.hello(expected_hash=STUB_HASH)
         for _ in range(samples):
-            x = rng.integers(-128, 128, size=(1, 8), dtype=np.int8)
+            x = rng.integers(-128, 128, size=(1, input_bytes), dtype=np.int8)
             (y,), _ = link.run([x])
             np.testing.assert_array_equal(y, stub_reference(x))  # never a wrong success
     return link

@@ -23,7 +23,7 @@ def test_fake_misbehaving_device(scenario):
     start = time.monotonic()
     try:
         if scenario.expect is None:
-            exercise(device.url)
+            exercise(device.url, scenario.samples, scenario.input_bytes)
         else:
             with pytest.raises(TinydeployError) as info:
                 exercise(device.url)
