@@ -378,7 +378,9 @@ def _open_port(port: str, baudrate: int, open_timeout: float):
         try:
             if is_url:
                 return serial.serial_for_url(port, baudrate=baudrate, timeout=_READ_SLICE_S)
-            return serial.Serial(port, baudrate=baudrate, timeout=_READ_SLICE_S, exclusive=True)
+            opened = serial.Serial(port, baudrate=baudrate, timeout=_READ_SLICE_S, exclusive=True)
+            opened.reset_input_buffer()  # whatever a previous session left unread
+            return opened
         except (serial.SerialException, OSError, ValueError) as exc:
             if time.monotonic() >= deadline:
                 raise DeviceError(
@@ -444,7 +446,8 @@ class DeviceLink:
         self.attempts = max(1, attempts)
         self.bytes_per_s = bytes_per_s or link_bytes_per_s(baudrate, emulated=False)
         self._decoder = FrameDecoder()
-        self._seq = 0
+        # A random first seq: answers a previous session left in the line cannot pass for ours.
+        self._seq = os.urandom(1)[0]
         self._owed: OrderedDict[int, int] = OrderedDict()  # seq -> request type, still unanswered
         self.info: DeviceInfo | None = None
         self.resends = 0  # exchanges repeated because of a transport fault (for reports/tests)
