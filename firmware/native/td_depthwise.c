@@ -4,108 +4,133 @@
 
 #include "td_dsp.h"
 
-/* The taps of one output pixel's window that lie inside the image. */
+/*
+ * The taps of one output pixel's window that lie inside the image, as pointer walks: `rows` rows
+ * of `cols` taps; a tap steps the input by in_col and the filter by out_c, a row steps them on by
+ * in_skip / f_skip more.
+ */
 typedef struct {
-    int32_t ky0, rows, kx0, cols;    /* taps [ky0, ky0 + rows) x [kx0, kx0 + cols) */
-    const int8_t *first;             /* the input pixel under tap (ky0, kx0), channel 0 */
+    int32_t rows, cols;
+    const int8_t *in;                /* input pixel under the first valid tap, channel 0 */
+    const int8_t *f;                 /* filter value of the first valid tap, channel 0 */
+    ptrdiff_t in_col, in_skip, f_skip;
 } window_t;
 
-/* Sum over the window of (input + input_offset) * filter for output channel oc of input
- * channel ic. */
-static int32_t channel_sum(const td_depthwise_params_t *p, const window_t *w,
-                           const int8_t *filter, int32_t ic, int32_t oc, int32_t acc)
+/* Sum over the window of (input + input_offset) * filter for input channel ic, output channel
+ * oc, starting from acc. */
+static int32_t channel_sum(const window_t *w, int32_t out_c, int32_t input_offset, int32_t ic,
+                           int32_t oc, int32_t acc)
 {
-    const ptrdiff_t row_step = (ptrdiff_t)p->dilation_h * p->in_w * p->in_c;
-    const ptrdiff_t col_step = (ptrdiff_t)p->dilation_w * p->in_c;
-    int32_t ky, kx;
-    for (ky = 0; ky < w->rows; ++ky) {
-        const int8_t *in = w->first + ky * row_step + ic;
-        const int8_t *f = filter + ((size_t)(w->ky0 + ky) * p->k_w + w->kx0) * p->out_c + oc;
-        for (kx = 0; kx < w->cols; ++kx) {
-            acc += (in[kx * col_step] + p->input_offset) * f[kx * p->out_c];
+    const int8_t *in = w->in + ic;
+    const int8_t *f = w->f + oc;
+    int32_t r, k;
+    for (r = 0; r < w->rows; ++r, in += w->in_skip, f += w->f_skip) {
+        for (k = 0; k < w->cols; ++k, in += w->in_col, f += out_c) {
+            acc += (*in + input_offset) * *f;
         }
     }
     return acc;
 }
 
+/* Channels done per pass: their sums wait in a small buffer and are requantized together. */
+#define TD_DEPTHWISE_BLOCK 32
+
 #if TD_DSP
 /*
- * Channels c .. c + 3 (depth multiplier 1): each tap is one word of four input channels and one
- * of four filter values. The input offset is added while widening (__sxtab16); lanes 0/2 and
- * 1/3 then multiply-accumulate into four separate sums (__smlabb / __smlatt: bottom or top
- * halves).
+ * Sums of channels c0 .. c0 + n (n a multiple of 4; depth multiplier 1 and no horizontal
+ * dilation, so a tap steps the input and the filter by the same out_c bytes), four at a time: each
+ * tap is one word of four input channels and one of four filter values. The input offset is added
+ * while widening (__sxtab16); lanes 0/2 and 1/3 then multiply-accumulate into four separate sums
+ * (__smlabb / __smlatt: the bottom or top halves of both operands).
  */
-static void four_channel_sums(const td_depthwise_params_t *p, const window_t *w,
-                              const int8_t *filter, int32_t c, int32_t *s)
+TD_NOINLINE static void four_channel_sums(const window_t *w, int32_t out_c, int32_t offset_pair,
+                                          const td_channel_t *ch, int32_t c0, int32_t n,
+                                          int32_t *sums)
 {
-    const ptrdiff_t row_step = (ptrdiff_t)p->dilation_h * p->in_w * p->in_c;
-    const ptrdiff_t col_step = (ptrdiff_t)p->dilation_w * p->in_c;
-    const int32_t offset_pair = td_pair16(p->input_offset);
-    int32_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
-    int32_t ky, kx;
-    for (ky = 0; ky < w->rows; ++ky) {
-        const int8_t *in = w->first + ky * row_step + c;
-        const int8_t *f = filter + ((size_t)(w->ky0 + ky) * p->k_w + w->kx0) * p->out_c + c;
-        for (kx = 0; kx < w->cols; ++kx, in += col_step, f += p->out_c) {
-            const uint32_t x = td_load4(in), k = td_load4(f);
-            const int32_t x02 = td_lanes02_plus(x, offset_pair), x13 = td_lanes13_plus(x, offset_pair);
-            const int32_t k02 = td_lanes02(k), k13 = td_lanes13(k);
-            s0 = __smlabb(x02, k02, s0);
-            s2 = __smlatt(x02, k02, s2);
-            s1 = __smlabb(x13, k13, s1);
-            s3 = __smlatt(x13, k13, s3);
+    const int32_t row_bytes = w->cols * out_c;
+    const ptrdiff_t in_row = w->in_skip + row_bytes, f_row = w->f_skip + row_bytes;
+    int32_t c, r, at;
+    for (c = c0; c < c0 + n; c += 4, sums += 4) {
+        const int8_t *in = w->in + c;
+        const int8_t *f = w->f + c;
+        int32_t s0 = ch[c].bias, s1 = ch[c + 1].bias, s2 = ch[c + 2].bias, s3 = ch[c + 3].bias;
+        for (r = 0; r < w->rows; ++r, in += in_row, f += f_row) {
+            for (at = 0; at < row_bytes; at += out_c) {
+                const uint32_t x = td_load4(in + at), h = td_load4(f + at);
+                const int32_t x02 = td_lanes02_plus(x, offset_pair);
+                const int32_t x13 = td_lanes13_plus(x, offset_pair);
+                const int32_t h02 = td_lanes02(h), h13 = td_lanes13(h);
+                s0 = __smlabb(x02, h02, s0);
+                s2 = __smlatt(x02, h02, s2);
+                s1 = __smlabb(x13, h13, s1);
+                s3 = __smlatt(x13, h13, s3);
+            }
         }
+        sums[0] = s0;
+        sums[1] = s1;
+        sums[2] = s2;
+        sums[3] = s3;
     }
-    s[0] = s0;
-    s[1] = s1;
-    s[2] = s2;
-    s[3] = s3;
 }
 #endif
 
+/* One output pixel: all out_c channels, written in order. */
+TD_NOINLINE static void output_pixel(const td_depthwise_params_t *p, const window_t *w, int8_t *out)
+{
+    int32_t sums[TD_DEPTHWISE_BLOCK];
+    int32_t c0, c;
+    for (c0 = 0; c0 < p->out_c; c0 += TD_DEPTHWISE_BLOCK) {
+        const int32_t n = TD_MIN(TD_DEPTHWISE_BLOCK, p->out_c - c0);
+        int32_t done = 0;
+#if TD_DSP
+        if (p->depth_multiplier == 1 && p->dilation_w == 1) {
+            done = n & ~3;
+            four_channel_sums(w, p->out_c, td_pair16(p->input_offset), p->channels, c0, done,
+                              sums);
+        }
+#endif
+        for (c = done; c < n; ++c) {
+            sums[c] = channel_sum(w, p->out_c, p->input_offset, (c0 + c) / p->depth_multiplier,
+                                  c0 + c, p->channels[c0 + c].bias);
+        }
+        td_requantize_channels(p->channels + c0, n, &p->quant, sums, out + c0, NULL, NULL);
+    }
+}
+
 void td_depthwise_conv_s8(const td_depthwise_params_t *p)
 {
-    const size_t in_batch_size = (size_t)p->in_h * p->in_w * p->in_c;
-    const int8_t *filter = p->filter;
-    int8_t *output = p->output;
-    int32_t b, oy, ox, c, m;
+    const ptrdiff_t in_row = (ptrdiff_t)p->dilation_h * p->in_w * p->in_c;
+    const ptrdiff_t f_row = (ptrdiff_t)p->k_w * p->out_c;
+    int8_t *out = p->output;
+    int32_t b, oy, ox;
+    window_t w;
+    w.in_col = (ptrdiff_t)p->dilation_w * p->in_c;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *image = p->input + (size_t)b * in_batch_size;
+        const int8_t *image = p->input + (size_t)b * p->in_h * p->in_w * p->in_c;
         for (oy = 0; oy < p->out_h; ++oy) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t ky1, kx1;
-            window_t w;
-            td_valid_taps(y0, p->dilation_h, p->k_h, p->in_h, &w.ky0, &ky1);
-            w.rows = TD_MAX(ky1 - w.ky0, 0);
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                td_valid_taps(x0, p->dilation_w, p->k_w, p->in_w, &w.kx0, &kx1);
-                w.cols = TD_MAX(kx1 - w.kx0, 0);
-                w.first = w.rows && w.cols
-                              ? image + ((size_t)(y0 + w.ky0 * p->dilation_h) * p->in_w +
-                                         (size_t)(x0 + w.kx0 * p->dilation_w)) * p->in_c
-                              : image;
-                c = 0;
-#if TD_DSP
-                if (p->depth_multiplier == 1) {
-                    for (; c + 4 <= p->out_c; c += 4, output += 4) {
-                        const td_channel_t *ch = p->channels + c;
-                        int32_t s[4] = {ch[0].bias, ch[1].bias, ch[2].bias, ch[3].bias};
-                        int32_t i;
-                        four_channel_sums(p, &w, filter, c, s);
-                        for (i = 0; i < 4; ++i) {
-                            const td_requant_t q = td_requant_of(&ch[i], &p->quant);
-                            output[i] = td_acc_to_s8(s[i], &q);
-                        }
-                    }
+            int32_t ky0, ky1, x0 = -p->pad_w;
+            td_valid_taps(y0, p->dilation_h, p->k_h, p->in_h, &ky0, &ky1);
+            w.rows = TD_MAX(ky1 - ky0, 0);
+            for (ox = 0; ox < p->out_w; ++ox, out += p->out_c, x0 += p->stride_w) {
+                int32_t kx0, kx1;
+                if (p->dilation_w == 1) {
+                    kx0 = TD_MAX(-x0, 0);
+                    kx1 = TD_MIN(p->k_w, p->in_w - x0);
+                } else {
+                    td_valid_taps(x0, p->dilation_w, p->k_w, p->in_w, &kx0, &kx1);
                 }
-#endif
-                for (; c < p->out_c; ++c) {
-                    const int32_t ic = c / p->depth_multiplier;
-                    const td_requant_t q = td_requant_of(&p->channels[c], &p->quant);
-                    m = channel_sum(p, &w, filter, ic, c, p->channels[c].bias);
-                    *output++ = td_acc_to_s8(m, &q);
+                w.cols = TD_MAX(kx1 - kx0, 0);
+                w.in_skip = in_row - w.cols * w.in_col;
+                w.f_skip = f_row - (ptrdiff_t)w.cols * p->out_c;
+                w.in = image;
+                w.f = p->filter;
+                if (w.rows > 0 && w.cols > 0) {
+                    w.in += ((size_t)(y0 + ky0 * p->dilation_h) * p->in_w +
+                             (size_t)(x0 + kx0 * p->dilation_w)) * p->in_c;
+                    w.f += ((size_t)ky0 * p->k_w + kx0) * p->out_c;
                 }
+                output_pixel(p, &w, out);
             }
         }
     }

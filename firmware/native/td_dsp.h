@@ -23,6 +23,14 @@
 #define TD_DSP 0
 #endif
 
+/* Keeps a hot loop in a function of its own, where the register allocator gives it every register
+ * (inlined into its caller's big loop nest, its sums would be spilled to the stack). */
+#if defined(__GNUC__)
+#define TD_NOINLINE __attribute__((noinline))
+#else
+#define TD_NOINLINE
+#endif
+
 /* Four int8 lanes from any address, as one word (lane 0 in the low byte on little-endian cores).
  * memcpy is the portable spelling; on Armv7-M it compiles to a single (unaligned) LDR. */
 static inline uint32_t td_load4(const int8_t *p)
@@ -94,5 +102,17 @@ static inline int32_t td_pair16(int32_t v)
     return (int32_t)(((uint32_t)v & 0xFFFFu) * 0x00010001u);
 }
 #endif
+
+/* (a * b + 2^31) >> 32: the high word of a product, rounded (SMMULR on the DSP path). */
+static inline int32_t td_mul_high_round(int32_t a, int32_t b)
+{
+#if TD_DSP
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
 
 #endif /* TD_DSP_H */

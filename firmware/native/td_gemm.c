@@ -5,6 +5,9 @@
 #include "td_dsp.h"
 #include "td_qmath.h"
 
+/* Rows done per pass: their sums wait in a small buffer and are then requantized together. */
+#define TD_GEMM_BLOCK 32
+
 /*
  * s[0] += x0.row0, s[1] += x0.row1, s[2] += x1.row0, s[3] += x1.row1 for an interleaved row pair
  * at w (4 bytes of row0, 4 of row1, ...).
@@ -79,35 +82,45 @@ static int32_t dot_1x1(const int8_t *x, const int8_t *w, int32_t depth, int32_t 
     return s;
 }
 
+/* Sums of rows [0, n) (n <= TD_GEMM_BLOCK) for x0 into sums[0] and for x1 (if any) into sums[1];
+ * weights point at row 0, which starts a pair (the layout's pairs are absolute). */
+static void block_sums(const int8_t *x0, const int8_t *x1, const int8_t *weights, int32_t depth,
+                       const td_channel_t *c, int32_t n, int32_t sums[2][TD_GEMM_BLOCK])
+{
+    int32_t r;
+    for (r = 0; r + 1 < n; r += 2, weights += 2 * depth) {
+        if (x1 != NULL) {
+            int32_t s[4] = {c[r].bias, c[r + 1].bias, c[r].bias, c[r + 1].bias};
+            dot_2x2(x0, x1, weights, depth, s);
+            sums[0][r] = s[0];
+            sums[0][r + 1] = s[1];
+            sums[1][r] = s[2];
+            sums[1][r + 1] = s[3];
+        } else {
+            int32_t s[2] = {c[r].bias, c[r + 1].bias};
+            dot_1x2(x0, weights, depth, s);
+            sums[0][r] = s[0];
+            sums[0][r + 1] = s[1];
+        }
+    }
+    if (r < n) { /* an odd last row: plain */
+        sums[0][r] = dot_1x1(x0, weights, depth, c[r].bias);
+        if (x1 != NULL) {
+            sums[1][r] = dot_1x1(x1, weights, depth, c[r].bias);
+        }
+    }
+}
+
 void td_gemm_s8(const int8_t *x0, const int8_t *x1, const int8_t *weights, int32_t depth,
                 const td_channel_t *channels, int32_t rows, const td_output_t *o,
                 int8_t *out0, int8_t *out1)
 {
-    const td_channel_t *c = channels;
-    int32_t r;
-    for (r = 0; r + 1 < rows; r += 2, c += 2, weights += 2 * depth) {
-        const td_requant_t q0 = td_requant_of(&c[0], o), q1 = td_requant_of(&c[1], o);
-        if (x1 != NULL) {
-            int32_t s[4] = {c[0].bias, c[1].bias, c[0].bias, c[1].bias};
-            dot_2x2(x0, x1, weights, depth, s);
-            out0[r] = td_acc_to_s8(s[0], &q0);
-            out0[r + 1] = td_acc_to_s8(s[1], &q1);
-            out1[r] = td_acc_to_s8(s[2], &q0);
-            out1[r + 1] = td_acc_to_s8(s[3], &q1);
-        } else {
-            int32_t s[2] = {c[0].bias, c[1].bias};
-            dot_1x2(x0, weights, depth, s);
-            out0[r] = td_acc_to_s8(s[0], &q0);
-            out0[r + 1] = td_acc_to_s8(s[1], &q1);
-        }
-    }
-    if (r < rows) { /* the odd last row, plain */
-        const td_requant_t q = td_requant_of(c, o);
-        const int32_t s0 = dot_1x1(x0, weights, depth, c->bias);
-        const int32_t s1 = x1 != NULL ? dot_1x1(x1, weights, depth, c->bias) : 0;
-        out0[r] = td_acc_to_s8(s0, &q);
-        if (x1 != NULL) {
-            out1[r] = td_acc_to_s8(s1, &q);
-        }
+    int32_t sums[2][TD_GEMM_BLOCK];
+    int32_t first;
+    for (first = 0; first < rows; first += TD_GEMM_BLOCK) {
+        const int32_t n = TD_MIN(TD_GEMM_BLOCK, rows - first);
+        block_sums(x0, x1, weights + (size_t)first * depth, depth, channels + first, n, sums);
+        td_requantize_channels(channels + first, n, o, sums[0], out0 + first, sums[1],
+                               x1 != NULL ? out1 + first : NULL);
     }
 }

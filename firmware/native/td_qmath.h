@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "td_dsp.h"
+
 #define TD_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TD_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -90,38 +92,58 @@ typedef struct {
     int16_t right_shift;
 } td_channel_t;
 
-/* Output zero point and the fused activation's range (in output units). */
+/* Output zero point and the fused activation's range (in output units), and whether the
+ * compiler proved the op's accumulators small enough for the short requantization: for every
+ * channel, |accumulator| << left_shift < 2^30 whatever the input (tinydeploy/native/ops.py). */
 typedef struct {
     int32_t offset;
     int32_t act_min, act_max;
+    int32_t narrow;
 } td_output_t;
 
-/* One channel's requantization, held in locals while its outputs are written (an int8 store may
- * alias anything, so values read through pointers would be reloaded after every store). */
-typedef struct {
-    int32_t multiplier, left_shift, right_shift;
-    uint32_t round;
-    int32_t offset, act_min, act_max;
-} td_requant_t;
-
-static inline td_requant_t td_requant_of(const td_channel_t *c, const td_output_t *o)
+/*
+ * Accumulators (bias included) of channels ch[0 .. n) to int8 outputs: MultiplyByQuantizedMultiplier,
+ * + zero point, clamped to the activation range; acc0 -> out0 and, unless out1 is NULL, acc1 -> out1
+ * (two pixels sharing each channel's parameters).
+ *
+ * Narrow accumulators (|x| = |acc << left_shift| < 2^30, proven by the compiler) take a shorter
+ * exact road: the rounding doubling high multiply (x * m + 2^30) >> 31 equals (2x * m + 2^31) >> 32,
+ * one rounding most-significant-word multiply (td_mul_high_round), and |y| < 2^30 + 1 leaves room
+ * to round half away from zero by adding 2^(e-1) - [y < 0] before shifting right by e.
+ */
+static inline void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
+                                          const int32_t *acc0, int8_t *out0,
+                                          const int32_t *acc1, int8_t *out1)
 {
-    td_requant_t q;
-    q.multiplier = c->multiplier;
-    q.left_shift = c->left_shift;
-    q.right_shift = c->right_shift;
-    q.round = (1u << q.right_shift) >> 1;
-    q.offset = o->offset;
-    q.act_min = o->act_min;
-    q.act_max = o->act_max;
-    return q;
-}
-
-/* An accumulator (bias included) to the int8 output. */
-static inline int8_t td_acc_to_s8(int32_t acc, const td_requant_t *q)
-{
-    acc = td_requantize(acc, q->multiplier, q->left_shift, q->right_shift, q->round) + q->offset;
-    return (int8_t)td_clamp(acc, q->act_min, q->act_max);
+    const int32_t offset = o->offset, lo = o->act_min, hi = o->act_max;
+    int32_t i, v;
+    if (o->narrow) {
+        for (i = 0; i < n; ++i) {
+            const int32_t m = ch[i].multiplier, left = ch[i].left_shift + 1;
+            const int32_t right = ch[i].right_shift;
+            const int32_t round = (int32_t)((1u << right) >> 1);
+            const int32_t negative = right > 0 ? -1 : 0; /* mask: subtract 1 below zero */
+            int32_t y = td_mul_high_round((int32_t)((uint32_t)acc0[i] << left), m);
+            v = (y + round + ((y >> 31) & negative)) >> right;
+            out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
+            if (out1 != NULL) {
+                y = td_mul_high_round((int32_t)((uint32_t)acc1[i] << left), m);
+                v = (y + round + ((y >> 31) & negative)) >> right;
+                out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
+            }
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            const int32_t right = ch[i].right_shift;
+            const uint32_t round = (1u << right) >> 1;
+            v = td_requantize(acc0[i], ch[i].multiplier, ch[i].left_shift, right, round);
+            out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
+            if (out1 != NULL) {
+                v = td_requantize(acc1[i], ch[i].multiplier, ch[i].left_shift, right, round);
+                out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
+            }
+        }
+    }
 }
 
 /*

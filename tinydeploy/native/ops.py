@@ -128,10 +128,13 @@ def _constant_rows(ctx, op, filt, channels: int) -> np.ndarray:
 
 
 def _gemm_decls(name: str, rows: np.ndarray, groups: int, bias: np.ndarray, input_offset: int,
-                mults: list[int], shifts: list[int]) -> list[str]:
-    """The weights in td_gemm.h's layout and the per-row td_channel_t table."""
-    return [c_array("int8_t", f"{name}_weights", gemm_weights(rows, groups)),
-            _channel_table(name, fold_input_offset(bias, rows, input_offset), mults, shifts)]
+                mults: list[int], shifts: list[int]) -> tuple[list[str], bool]:
+    """The weights in td_gemm.h's layout and the per-row td_channel_t table; and whether the
+    accumulators are narrow (inputs are raw int8 once the offset is folded: |x| <= 128)."""
+    folded = fold_input_offset(bias, rows, input_offset)
+    narrow = narrow_accumulators(folded, np.abs(rows.astype(np.int64)).sum(axis=1), 128, shifts)
+    return ([c_array("int8_t", f"{name}_weights", gemm_weights(rows, groups)),
+             _channel_table(name, folded, mults, shifts)], narrow)
 
 
 def conv_gathers(inp_shape, filt_shape) -> bool:
@@ -166,12 +169,12 @@ def lower_conv_2d(ctx: Context, op) -> Lowered:
     name = f"op{op.index}"
     mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
     rows = _constant_rows(ctx, op, filt, oc)
-    decls = _gemm_decls(name, rows, ic // kc, _bias_values(ctx, op, 2, oc), -inp.zero_point,
-                        mults, shifts)
+    decls, narrow = _gemm_decls(name, rows, ic // kc, _bias_values(ctx, op, 2, oc),
+                                -inp.zero_point, mults, shifts)
     gather = conv_gathers(inp.shape, filt.shape)
     fields = {**_window_geometry(op, inp, out, kh, kw), "k_c": kc,
               "depth": gemm_depth(kh * kw * kc), "gather": int(gather),
-              "pad_value": inp.zero_point, "quant": _output_fields(op, out),
+              "pad_value": inp.zero_point, "quant": _output_fields(op, out, narrow),
               "channels": f"{name}_channels", "weights": f"{name}_weights",
               "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
               "scratch": ctx.scratch(op.index) if gather else "NULL"}
@@ -191,10 +194,23 @@ def _call(family: str, function: str, ctype: str, name: str, decls: list[str],
     return Lowered(family, decls, f"{function}(&{name}_params);")
 
 
-def _output_fields(op, out) -> tuple[int, int, int]:
-    """td_output_t: output zero point and the fused activation's range."""
+def _output_fields(op, out, narrow: bool) -> tuple[int, int, int, int]:
+    """td_output_t: output zero point, the fused activation's range, the narrow flag."""
     act_min, act_max = _activation(op, out)
-    return (out.zero_point, act_min, act_max)
+    return (out.zero_point, act_min, act_max, int(narrow))
+
+
+def narrow_accumulators(bias: np.ndarray, abs_weight_sums: np.ndarray, input_magnitude: int,
+                        left_shifts: list[int]) -> bool:
+    """Whether every channel's accumulator, shifted left as requantization does, stays below
+    2^30 in magnitude for any input: |bias| + input_magnitude * sum |w| (the largest |x| the
+    weights multiply), << left_shift. Then the kernels may requantize the short way
+    (td_qmath.h td_acc_to_s8)."""
+    shifts = np.asarray(left_shifts, dtype=np.int64)
+    if shifts.size == 1:
+        shifts = np.full(len(bias), int(shifts[0]))
+    bound = (np.abs(bias.astype(np.int64)) + input_magnitude * abs_weight_sums.astype(np.int64))
+    return bool(np.all(bound * (2 ** np.maximum(shifts, 0)) < 2 ** 30))
 
 
 def _window_geometry(op, inp, out, kh: int, kw: int) -> dict:
@@ -226,9 +242,15 @@ def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
         raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
     name = f"op{op.index}"
     mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
-    decls = [_channel_table(name, _bias_values(ctx, op, 2, oc), mults, shifts)]
+    bias = _bias_values(ctx, op, 2, oc)
+    decls = [_channel_table(name, bias, mults, shifts)]
+    if filt.data is None:
+        raise refuse(op, f"filter '{filt.name}' is not a constant tensor")
+    # |input + input_offset| <= 255 (padding taps are skipped, not added as zero points).
+    weight_sums = np.abs(np.asarray(filt.data, dtype=np.int64)).reshape(-1, oc).sum(axis=0)
+    narrow = narrow_accumulators(bias, weight_sums, 255, shifts)
     fields = {**_window_geometry(op, inp, out, kh, kw), "depth_multiplier": oc // ic,
-              "input_offset": -inp.zero_point, "quant": _output_fields(op, out),
+              "input_offset": -inp.zero_point, "quant": _output_fields(op, out, narrow),
               "channels": f"{name}_channels", "filter": ctx.ptr(op.inputs[1]),
               "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
     return _call("td_depthwise", "td_depthwise_conv_s8", "td_depthwise_params_t", name, decls,
@@ -255,10 +277,10 @@ def lower_fully_connected(ctx: Context, op) -> Lowered:
         mults, shifts = [m], [s]
     name = f"op{op.index}"
     rows = _constant_rows(ctx, op, filt, out_depth)
-    decls = _gemm_decls(name, rows, 1, _bias_values(ctx, op, 2, out_depth), -inp.zero_point,
-                        mults, shifts)
+    decls, narrow = _gemm_decls(name, rows, 1, _bias_values(ctx, op, 2, out_depth),
+                                -inp.zero_point, mults, shifts)
     fields = {"batches": out.size // out_depth, "accum_depth": accum, "out_depth": out_depth,
-              "depth": gemm_depth(accum), "quant": _output_fields(op, out),
+              "depth": gemm_depth(accum), "quant": _output_fields(op, out, narrow),
               "channels": f"{name}_channels", "weights": f"{name}_weights",
               "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
               "scratch": ctx.scratch(op.index) if accum % 4 else "NULL"}
