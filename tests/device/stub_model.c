@@ -9,6 +9,8 @@
  * With TD_STUB_FAULT, invoke reads an unmapped address instead: a firmware that crashes mid-run.
  * TD_STUB_TABLE_BYTES = N adds an N-byte constant table that invoke reads (it adds 0), standing in
  * for model weights in the memory-limit tests.
+ * TD_STUB_INIT_STATUS = N makes td_model_init() return N (a runtime that failed to initialise, e.g.
+ * -4 for TFLM's AllocateTensors), and TD_STUB_RUNTIME names the runtime (default "stub").
  */
 #include "td_runtime.h"
 
@@ -37,7 +39,14 @@ static const int8_t table[TD_STUB_TABLE_BYTES] = {[TD_STUB_TABLE_BYTES - 1] = 1}
 #define TABLE_TERM(i) 0
 #endif
 
-int td_model_init(void) { return 0; }
+#ifndef TD_STUB_INIT_STATUS
+#define TD_STUB_INIT_STATUS 0
+#endif
+#ifndef TD_STUB_RUNTIME
+#define TD_STUB_RUNTIME "stub"
+#endif
+
+int td_model_init(void) { return TD_STUB_INIT_STATUS; }
 
 int td_model_invoke(void)
 {
@@ -62,7 +71,7 @@ size_t td_model_input_size(int i) { return i == 0 ? sizeof input : 0; }
 const int8_t *td_model_output(int i) { return i == 0 ? output : 0; }
 size_t td_model_output_size(int i) { return i == 0 ? sizeof output : 0; }
 size_t td_model_arena_used(void) { return sizeof input + sizeof output; }
-const char *td_model_runtime_name(void) { return "stub"; }
+const char *td_model_runtime_name(void) { return TD_STUB_RUNTIME; }
 
 static const td_tensor_spec_t stub_inputs[1] = {
     {TD_INT8, 2, {1, TD_STUB_INPUT_BYTES, 0, 0, 0, 0}, 0.5f, -3},

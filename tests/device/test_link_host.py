@@ -102,3 +102,21 @@ def test_link_over_a_pty_and_a_busy_port(host_device_exe):
         proc.kill()
         proc.wait()
         os.close(master)
+
+
+def test_tflm_device_that_failed_to_initialise_is_refused_at_the_handshake(tmp_path, host_device):
+    """The real device code with a runtime whose td_model_init() returned -4 (TFLM's AllocateTensors
+    failing): the host says so right after the handshake, with the fix, instead of a tensor-size
+    mismatch later; and a request that needs the model gets the same explanation."""
+    from devicekit import build_host_device
+
+    exe = build_host_device(tmp_path / "td_failed_init", defines=["TD_STUB_INIT_STATUS=-4",
+                                                                  'TD_STUB_RUNTIME="tflm"'])
+    dev = host_device(exe=exe)
+    with DeviceLink(dev.url, timeout=1.0) as link:
+        with pytest.raises(DeviceError, match=r"TFLM could not allocate its tensor arena .*status -4.*larger arena"):
+            link.hello(expected_hash=STUB_HASH)
+        info = link.hello(require_ready=False)
+        assert (info.runtime, info.init_status) == ("tflm", -4)
+        with pytest.raises(DeviceError, match="could not allocate its tensor arena"):
+            link.request(Request.INVOKE)
