@@ -28,12 +28,14 @@ SIZE = "arm-none-eabi-size"
 
 UART_SOURCES = {"cmsdk": "uart_cmsdk.c", "stellaris": "uart_stellaris.c"}
 BOARD_SOURCES = ("startup.c", "semihost.c", "td_clock.c", "main.c")
+#: The TFLM library's platform port on the emulated boards (log, clock, C++ runtime pieces).
+TFLM_PORT = "tflm_port.cc"
 
 #: Frequency of the SysTick processor clock in each QEMU machine, measured against QEMU's virtual
 #: clock (under -icount shift=0 a known 2N-instruction loop lasts 2N ns): 25 MHz on mps2-an386
 #: (the AN386 system clock), 12.5 MHz on lm3s6965evb (QEMU's clock tree at the reset RCC value, not
 #: the 50 MHz the part can run at). tests/device/test_qemu.py::test_end_to_end re-checks both.
-SYSTICK_HZ = {"mps2-an386": 25_000_000, "lm3s6965evb": 12_500_000}
+SYSTICK_HZ = {"mps2-an386": 25_000_000, "mps2-an385": 25_000_000, "lm3s6965evb": 12_500_000}
 
 #: Inter-byte timeout of the device's frame parser on emulated boards. It runs on QEMU's virtual
 #: clock, which crawls while the firmware polls its UART: 20 virtual ms last ~0.3 real s on an idle
@@ -65,49 +67,102 @@ def require_toolchain() -> str:
     return path
 
 
-def render_linker_script(board: BoardProfile) -> str:
-    """The board's linker script: its flash and RAM limits and stack reserve."""
+def render_linker_script(board: BoardProfile, limits: tuple[int, int] | None = None) -> str:
+    """The board's linker script: its flash and RAM limits (or ``limits``) and stack reserve."""
     qemu = _qemu_config(board)
+    flash, ram = limits or (qemu.flash_limit, qemu.ram_limit)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(firmware_dir() / "baremetal"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template("link.ld.j2").render(
-        board_id=board.id, flash_origin=qemu.flash_origin, flash_bytes=qemu.flash_limit,
-        ram_origin=qemu.ram_origin, ram_bytes=qemu.ram_limit, stack_bytes=board.stack_bytes)
+        board_id=board.id, flash_origin=qemu.flash_origin, flash_bytes=flash,
+        ram_origin=qemu.ram_origin, ram_bytes=ram, stack_bytes=board.stack_bytes)
 
 
-def firmware_sources(board: BoardProfile) -> list[Path]:
+def firmware_sources(board: BoardProfile, main: str = "main.c", protocol: bool = True) -> list[Path]:
     """The hand-written C every emulated-board firmware needs besides the model."""
     qemu = _qemu_config(board)
     fw = firmware_dir()
-    return ([fw / "protocol" / "td_link.c"] + [fw / "baremetal" / name for name in BOARD_SOURCES]
-            + [fw / "baremetal" / UART_SOURCES[qemu.uart]])
+    board_sources = [name for name in BOARD_SOURCES if name != "main.c"]
+    return ([fw / "protocol" / "td_link.c"] if protocol else []) + [
+        fw / "baremetal" / name for name in (*board_sources, "syscalls.c")] + [
+        Path(main) if Path(main).is_absolute() else fw / "baremetal" / main,
+        fw / "baremetal" / UART_SOURCES[qemu.uart]]
+
+
+@dataclass(frozen=True)
+class CxxPart:
+    """C++ in a firmware (the TFLM runtime): sources compiled with the library's own flags, and the
+    compiled library archives they link against."""
+
+    sources: tuple[Path, ...]
+    flags: tuple[str, ...]          # core, -Os, -std=gnu++14, no RTTI/exceptions, ARDUINO
+    include_dirs: tuple[Path, ...]
+    archives: tuple[Path, ...]
 
 
 def build_firmware(board: BoardProfile, model_sources: Iterable[Path], out_dir: Path,
-                   include_dirs: Iterable[Path] = (), defines: Iterable[str] = ()) -> Firmware:
-    """Compile and link ``model_sources`` + protocol + board support into ``out_dir/firmware.elf``."""
+                   include_dirs: Iterable[Path] = (), defines: Iterable[str] = (), *,
+                   cxx: CxxPart | None = None, main: str = "main.c", protocol: bool = True,
+                   limits: tuple[int, int] | None = None, name: str = "firmware") -> Firmware:
+    """Compile and link ``model_sources`` + protocol + board support into ``out_dir/<name>.elf``.
+
+    ``cxx`` adds C++ sources and archives (linked with libstdc++ from newlib's nano flavour);
+    ``main``/``protocol``/``limits`` let a tool firmware (e.g. the arena measurement) replace the
+    protocol server and the board's memory limits.
+    """
     gcc = require_toolchain()
     qemu = _qemu_config(board)
     out_dir.mkdir(parents=True, exist_ok=True)
-    script = out_dir / "link.ld"
-    script.write_text(render_linker_script(board))
+    script = out_dir / f"{name}.ld"
+    script.write_text(render_linker_script(board, limits))
     sources = [Path(s) for s in model_sources]
-    elf = out_dir / "firmware.elf"
+    elf = out_dir / f"{name}.elf"
     fw = firmware_dir()
-    includes = [fw, fw / "protocol", fw / "baremetal", *{s.parent for s in sources}, *map(Path, include_dirs)]
-    cmd = [
-        gcc, *qemu.cpu_flags, "-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections",
-        f"-DTD_SYSTICK_HZ={SYSTICK_HZ[qemu.machine]}u", f"-DTD_LINK_BYTE_TIMEOUT_MS={EMULATED_BYTE_TIMEOUT_MS}",
-        *(f"-D{d}" for d in defines),
-        *(f"-I{d}" for d in includes),
-        *map(str, sources), *map(str, firmware_sources(board)),
-        "--specs=nano.specs", "-nostartfiles", f"-T{script}", "-Wl,--gc-sections",
-        f"-Wl,-Map={out_dir / 'firmware.map'}", "-lm", "-o", str(elf),
-    ]
+    includes = [Path(d).resolve() for d in (fw, fw / "protocol", fw / "baremetal", *{s.parent for s in sources},
+                                            *map(Path, include_dirs))]
+    board_defines = [f"-DTD_SYSTICK_HZ={SYSTICK_HZ[qemu.machine]}u",
+                     f"-DTD_LINK_BYTE_TIMEOUT_MS={EMULATED_BYTE_TIMEOUT_MS}",
+                     *(f"-D{d}" for d in defines)]
+    objects = _compile_cxx(cxx, out_dir, [*includes, *(cxx.include_dirs if cxx else ())],
+                           board_defines) if cxx else []
+    c_sources = [*map(str, sources), *map(str, firmware_sources(board, main, protocol))]
+    c_flags = [*qemu.cpu_flags, "-O2", "-g", "-Wall", "-ffunction-sections", "-fdata-sections",
+               *board_defines, *(f"-I{d}" for d in includes)]
+    if cxx is None:  # plain C: one gcc call compiles and links
+        inputs, driver = c_sources, gcc
+    else:  # C objects first (the g++ driver would compile .c files as C++), then link with g++
+        inputs, driver = [*_compile_c(gcc, c_flags, c_sources, out_dir / "c"), *objects,
+                          *cxx.archives], gcc.replace("gcc", "g++")
+    cmd = [driver, *c_flags, *map(str, inputs), "--specs=nano.specs", "-nostartfiles",
+           f"-T{script}", "-Wl,--gc-sections", f"-Wl,-Map={out_dir / (name + '.map')}", "-lm",
+           "-o", str(elf)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise _link_error(board, result.stderr)
     return Firmware(elf, *_image_sizes(elf))
+
+
+def _compile_c(gcc: str, flags: list[str], sources: list[str], out_dir: Path) -> list[Path]:
+    """Compile C sources to objects in ``out_dir`` (one gcc call; the sources' names are unique)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([gcc, *flags, "-c", *(str(Path(s).resolve()) for s in sources)],
+                            capture_output=True, text=True, cwd=out_dir)
+    if result.returncode != 0:
+        raise _link_error(None, result.stderr)
+    return [out_dir / (Path(s).stem + ".o") for s in sources]
+
+
+def _compile_cxx(cxx: CxxPart, out_dir: Path, includes: list[Path], defines: list[str]) -> list[Path]:
+    objects = []
+    for source in cxx.sources:
+        obj = out_dir / f"{source.stem}.o"
+        cmd = [GCC.replace("gcc", "g++"), *cxx.flags, "-g", "-Wall", *defines,
+               *(f"-I{d}" for d in includes), "-c", str(source), "-o", str(obj)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise _link_error(None, result.stderr)
+        objects.append(obj)
+    return objects
 
 
 def _qemu_config(board: BoardProfile):
@@ -117,9 +172,9 @@ def _qemu_config(board: BoardProfile):
     return board.qemu
 
 
-def _link_error(board: BoardProfile, stderr: str) -> Exception:
+def _link_error(board: BoardProfile | None, stderr: str) -> Exception:
     overflows = {region: int(n) for region, n in _OVERFLOW.findall(stderr)}
-    if overflows:
+    if overflows and board is not None:
         limits = {"FLASH": board.qemu.flash_limit, "RAM": board.qemu.ram_limit}
         parts = [f"{region} overflowed by {n:,} bytes (limit {limits.get(region, 0):,})"
                  for region, n in sorted(overflows.items(), key=lambda kv: kv[0] != "RAM")]

@@ -20,6 +20,8 @@ from tinydeploy.resources import boards_dir
 RUNTIMES = ("tflm", "native")
 RUNNERS = ("platformio", "qemu")
 UARTS = ("cmsdk", "stellaris")
+#: TFLM kernel flavours: TFLM's reference C++, Arm's CMSIS-NN, Espressif's ESP-NN.
+TFLM_KERNELS = ("reference", "cmsis_nn", "esp_nn")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,14 @@ class PlatformIOConfig:
     # links the library in (e.g. "TensorFlowLite.h").
     tflm_header: str
     build_flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TflmConfig:
+    """The TFLM library the board's firmware is built with, and the kernels it uses there."""
+
+    library: str     # the library's name (library.properties), e.g. "Arduino_TensorFlowLite"
+    kernels: str     # one of TFLM_KERNELS
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class BoardProfile:
     default_runtime: str
     default_runner: str
     serial: SerialConfig
+    tflm: TflmConfig
     platformio: PlatformIOConfig | None
     qemu: QemuConfig | None
     source: str  # path of the TOML file the profile came from (a str, so asdict() is JSON-ready)
@@ -144,7 +155,8 @@ _QEMU_FIELDS: dict[str, Any] = {
     "flash_limit": int,
     "ram_limit": int,
 }
-_SECTIONS = {"serial", "platformio", "qemu"}
+_TFLM_FIELDS: dict[str, Any] = {"library": str, "kernels": str}
+_SECTIONS = {"serial", "tflm", "platformio", "qemu"}
 
 
 def _bad(path: Path, problem: str) -> InputError:
@@ -209,8 +221,9 @@ def _check_values(path: Path, data: dict) -> None:
         raise _bad(path, f"field 'default_runner' must be one of {', '.join(RUNNERS)}")
     if runner not in data:
         raise _bad(path, f"default_runner is '{runner}' but the [{runner}] section is missing")
-    if "serial" not in data:
-        raise _bad(path, "missing section [serial]")
+    for section in ("serial", "tflm"):
+        if section not in data:
+            raise _bad(path, f"missing section [{section}]")
 
 
 def _serial(path: Path, table: Any) -> SerialConfig:
@@ -220,6 +233,15 @@ def _serial(path: Path, table: Any) -> SerialConfig:
     if table["baud"] <= 0:
         raise _bad(path, "[serial] field 'baud' must be positive")
     return SerialConfig(baud=table["baud"], usb_ids=tuple(_parse_usb_id(path, t) for t in table["usb_ids"]))
+
+
+def _tflm(path: Path, table: Any) -> TflmConfig:
+    if not isinstance(table, dict):
+        raise _bad(path, "[tflm] must be a table")
+    _check_table(path, table, _TFLM_FIELDS, "tflm")
+    if table["kernels"] not in TFLM_KERNELS:
+        raise _bad(path, f"[tflm] field 'kernels' must be one of {', '.join(TFLM_KERNELS)}")
+    return TflmConfig(library=table["library"], kernels=table["kernels"])
 
 
 def _platformio(path: Path, table: Any) -> PlatformIOConfig | None:
@@ -278,6 +300,7 @@ def load_board_file(path: Path) -> BoardProfile:
     return BoardProfile(
         **top,
         serial=_serial(path, data["serial"]),
+        tflm=_tflm(path, data["tflm"]),
         platformio=_platformio(path, data.get("platformio")),
         qemu=_qemu(path, data.get("qemu"), data["flash_bytes"], data["ram_bytes"]),
         source=str(path),

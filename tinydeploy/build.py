@@ -16,7 +16,6 @@ from tinydeploy.analyze import Analysis, analyze
 from tinydeploy.boards import BoardProfile, load_board
 from tinydeploy.check import RUNTIMES, CheckResult, Measured, check, measure
 from tinydeploy.errors import InputError
-from tinydeploy.memory import arena_with_margin
 from tinydeploy.output import MANIFEST, staged_output
 from tinydeploy.render import ModelSources
 
@@ -38,8 +37,12 @@ class Prepared:
 
 
 def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: int | None = None,
-            io: str = "int8", eval_data: str | None = None, isolate: bool = True) -> Prepared:
+            io: str = "int8", eval_data: str | None = None, isolate: bool = True,
+            tflm_library=None) -> Prepared:
     """Load, quantize (and with ``eval_data`` evaluate) the model, then analyze and measure it.
+
+    ``tflm_library`` (a tinydeploy.tflm_lib.TflmLibrary) is the TFLM library that the tflm runtime's
+    arena and code are measured with, board by board, when a check asks (tinydeploy.check).
 
     Whatever needs TensorFlow (a Keras or SavedModel model, a float .tflite) runs in a child
     process unless ``isolate`` is False (tinydeploy.isolation): a crash of TensorFlow's converter
@@ -59,7 +62,8 @@ def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: 
         name, quantized, accuracy = convert(path, calib=calib, calib_samples=calib_samples, io=io,
                                             eval_data=eval_data)
     analysis = analyze(quantized.tflite)
-    return Prepared(name, path, quantized, analysis, measure(quantized.tflite, analysis), accuracy)
+    return Prepared(name, path, quantized, analysis,
+                    measure(quantized.tflite, analysis, tflm_library), accuracy)
 
 
 CONVERTER_CRASH_FIX = ("a bug in TensorFlow that this model triggers; check that the model converts "
@@ -126,6 +130,7 @@ class BuildResult:
             "accuracy": p.accuracy.to_dict() if p.accuracy else None,
             "analysis": p.analysis.to_dict(),
             "tflm_arena": p.measured.tflm.to_dict() if p.measured.tflm else None,
+            "tflm_library": p.measured.library.to_dict() if p.measured.library else None,
             "check": self.check.to_dict(),
             "output": str(self.out_dir) if self.out_dir else None,
             "files": self.files,
@@ -177,13 +182,11 @@ def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: Check
             stage: Path) -> None:
     from tinydeploy import projects
 
+    arena_needed = arena = result.arena
     if runtime == "tflm":
-        arena_needed = result.arena
-        arena = arena_with_margin(arena_needed)
-        note = ("TFLM's arena measured by its recording allocator, converted to 32-bit "
-                f"({arena_needed} B), plus a 5 % margin (at least 512 B).")
+        note = (f"What {board.tflm.library} ({board.tflm.kernels} kernels) needs to initialise this "
+                f"model, {result.source}.")
     else:
-        arena_needed = arena = result.arena
         note = "The native runtime's static arena, planned at build time (exact)."
     sources = ModelSources(prepared.name, prepared.model_bytes, prepared.analysis, board, runtime,
                            arena, arena_needed, note)
@@ -198,6 +201,8 @@ def _write_reports(result: BuildResult, stage: Path) -> None:
     manifest = {"tinydeploy": __version__, "board": result.check.board.id,
                 "runtime": result.check.runtime, "model": "model.tflite",
                 "model_sha256": data["model"]["sha256"], "name": result.prepared.name}
+    if result.check.runtime == "tflm" and data["tflm_library"]:
+        manifest["tflm_library"] = data["tflm_library"]  # found again by flash and validate
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -3,6 +3,12 @@
 ``measure(model_bytes)`` does the expensive part once per model (analysis, TFLM's arena via the
 recording allocator, the native runtime's plan); ``check(measured, board, runtime)`` is then cheap,
 so ``--board all`` measures once and checks every board.
+
+For the tflm runtime, what a board needs depends on the TFLM library it runs. When that library is
+at hand (``measure(..., library=...)``) and the board's kernels are the ones it builds (CMSIS-NN on
+Arm), the arena and code are *measured* with it on an emulated core of the board's family
+(tinydeploy.tflm_firmware.measure, once per core family, cached): the arena is the smallest with
+which the model initialises. Otherwise they are estimated (tinydeploy.memory), on the safe side.
 """
 
 from __future__ import annotations
@@ -18,19 +24,38 @@ RUNTIMES = ("tflm", "native")
 
 @dataclass(frozen=True)
 class Measured:
-    """Board-independent facts about one model."""
+    """Board-independent facts about one model (and, per core family, what the TFLM library at
+    hand needs for it, measured the first time a board asks)."""
 
     model_bytes: bytes
     analysis: Analysis
     tflm: memory.TflmArena
     native: object | None        # tinydeploy.native.NativeEstimate, or None if it cannot compile
+    library: object | None = None    # tinydeploy.tflm_lib.TflmLibrary to measure TFLM with
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def tflm_on(self, board: BoardProfile):
+        """The TFLM library's own figures for this board's core family
+        (tinydeploy.tflm_firmware.TflmMeasurement), or None when they cannot be measured here:
+        no library, a board whose library or kernels are not the one at hand (ESP-NN on the
+        ESP32s), no Arm toolchain or QEMU, or a model the library lacks ops for."""
+        from tinydeploy import tflm_firmware
+
+        if (self.library is None or self.analysis.tflm_missing
+                or not tflm_firmware.can_measure(board, self.library)):
+            return None
+        dsp = tflm_firmware.has_dsp(board.core)
+        if dsp not in self._on_device:
+            self._on_device[dsp] = tflm_firmware.measure(
+                self.model_bytes, self.analysis.distinct_ops, self.library, dsp)
+        return self._on_device[dsp]
 
 
-def measure(model_bytes: bytes, analysis: Analysis | None = None) -> Measured:
+def measure(model_bytes: bytes, analysis: Analysis | None = None, library=None) -> Measured:
     analysis = analysis or analyze(model_bytes)
     native = _native_estimate(model_bytes)
     tflm = memory.tflm_arena(model_bytes, analysis) if not analysis.tflm_missing else None
-    return Measured(model_bytes, analysis, tflm, native)
+    return Measured(model_bytes, analysis, tflm, native, library)
 
 
 def _native_estimate(model_bytes: bytes):
@@ -67,6 +92,8 @@ class CheckResult:
     flash: Region
     unsupported: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # how the arena and code were found: "planned" (native), "measured ..." or "estimated ..." (tflm)
+    source: str = ""
 
     @property
     def fits(self) -> bool:
@@ -75,7 +102,8 @@ class CheckResult:
     def to_dict(self) -> dict:
         return {"board": self.board.id, "runtime": self.runtime, "fits": self.fits,
                 "ram": self.ram.to_dict(), "flash": self.flash.to_dict(),
-                "unsupported_ops": self.unsupported, "warnings": self.warnings}
+                "unsupported_ops": self.unsupported, "warnings": self.warnings,
+                "source": self.source}
 
     def verdict(self) -> str:
         """One line: what does not fit (or that everything does), with the numbers."""
@@ -105,13 +133,24 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
         warnings.append("FULLY_CONNECTED has per-channel weights, which the pinned 2023 TFLM "
                         "libraries compute wrongly; re-quantize with tinydeploy (per-tensor dense "
                         "weights) or use --runtime native")
+    stack = board.stack_bytes
     if runtime == "tflm":
         unsupported = list(a.tflm_missing)
-        arena = measured.tflm.total if measured.tflm else 0
-        ram_parts = {"arena": arena,
-                     "arena_margin": memory.arena_with_margin(arena) - arena,
-                     "runtime": memory.tflm_runtime_ram(ops)}
-        flash_parts = {"model": a.model_bytes, "code": memory.tflm_code_bytes(ops)}
+        on_device = measured.tflm_on(board) if not unsupported else None
+        if on_device is not None:
+            arena = memory.aligned_arena(on_device.arena_min)
+            code = memory.measured_tflm_code(on_device.code_bytes, board.core)
+            stack = max(stack, on_device.stack_bytes + memory.PROTOCOL_STACK)
+            source = (f"measured with {on_device.library} on "
+                      f"{'a Cortex-M4 (DSP kernels)' if on_device.dsp else 'a Cortex-M3 (portable kernels)'}")
+        else:
+            arena = memory.estimate_tflm_arena(measured.tflm, a, board) if measured.tflm else 0
+            code = memory.tflm_code_bytes(ops, board.core)
+            source = ("estimated (no TFLM library at hand to measure with: --tflm-lib)"
+                      if measured.library is None else
+                      f"estimated (the board runs {board.tflm.library} with {board.tflm.kernels} kernels)")
+        ram_parts = {"arena": arena, "runtime": memory.tflm_runtime_ram(ops)}
+        flash_parts = {"model": a.model_bytes, "code": code}
     elif runtime == "native":
         est = measured.native
         unsupported = list(est.unsupported_ops)
@@ -120,11 +159,12 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
         flash_parts = {"model": est.weights_bytes,
                        "code": est.flash_bytes - est.weights_bytes + memory.NATIVE_LIBC_CODE
                        + memory.PROTOCOL_CODE}
+        source = "planned by the native compiler (exact)"
     else:
         raise ValueError(f"unknown runtime {runtime!r}")
-    ram_parts |= {"stack": board.stack_bytes, "framework": board.framework_ram_bytes}
+    ram_parts |= {"stack": stack, "framework": board.framework_ram_bytes}
     flash_parts |= {"framework": board.framework_flash_bytes}
     return CheckResult(board, runtime, arena,
                        Region(sum(ram_parts.values()), board.ram_bytes, ram_parts),
                        Region(sum(flash_parts.values()), board.flash_bytes, flash_parts),
-                       unsupported, warnings if runtime == "tflm" else [])
+                       unsupported, warnings if runtime == "tflm" else [], source)

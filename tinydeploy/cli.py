@@ -81,11 +81,36 @@ def model_options(fn):
     return fn
 
 
-def _prepare(model: Path, calib, calib_samples, io, eval_data=None):
+def tflm_lib_option(fn):
+    """--tflm-lib: the TFLM library to build tflm firmware with, measure it with and validate
+    against (default: $TINYDEPLOY_TFLM_LIB, then the project's PlatformIO libdeps)."""
+    return click.option(
+        "--tflm-lib", "tflm_lib", metavar="DIR", type=click.Path(path_type=Path),
+        help="TFLM library folder (Arduino_TensorFlowLite, e.g. .pio/libdeps/<env>/"
+             "Arduino_TensorFlowLite); default $TINYDEPLOY_TFLM_LIB.")(fn)
+
+
+def _library(tflm_lib):
+    """The TFLM library from --tflm-lib or the environment (a bad --tflm-lib fails here)."""
+    from tinydeploy.tflm_lib import find_library
+
+    return find_library(tflm_lib)
+
+
+def _require_runtime_buildable(board, runtime, library) -> None:
+    """Refuse, before any work, a tflm firmware for an emulated board with no library to build it."""
+    from tinydeploy.tflm_lib import require_library
+
+    if (runtime or board.default_runtime) == "tflm" and board.emulated and library is None:
+        require_library(None)
+
+
+def _prepare(model: Path, calib, calib_samples, io, eval_data=None, tflm_library=None):
     from tinydeploy.build import prepare
 
     status(f"loading {model} ...")
-    return prepare(model, calib=calib, calib_samples=calib_samples, io=io, eval_data=eval_data)
+    return prepare(model, calib=calib, calib_samples=calib_samples, io=io, eval_data=eval_data,
+                   tflm_library=tflm_library)
 
 
 def _out_dir(model: Path, board, out_dir: Path | None) -> Path:
@@ -133,9 +158,11 @@ def cli():
 @click.option("--force", is_flag=True, help="Replace an existing output folder; render even if the model does not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @friendly_errors
-def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json):
+def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json,
+          tflm_lib):
     """Quantize MODEL, check it against a board and render its firmware project.
 
+@tflm_lib_option
     \b
     MODEL: .keras, .h5 (Keras 2 files too), a SavedModel folder, or a .tflite
     (a full-int8 .tflite is used as is).
@@ -151,8 +178,9 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
     board_profile = load_board(board)
     out_dir = _out_dir(model, board_profile, out_dir)
     with claim_output(out_dir, force):  # checked and held before the seconds of quantization
-        prepared = _prepare(model, calib, calib_samples, io, eval_data)
+        prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+    library = _library(tflm_lib)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -185,9 +213,10 @@ def _print_build(result) -> None:
 @click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: each board's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict(s) as JSON.")
 @friendly_errors
-def check(model, calib, calib_samples, io, board, runtime, as_json):
+def check(model, calib, calib_samples, io, board, runtime, as_json, tflm_lib):
     """Do MODEL's ops run on the runtime, and do flash and RAM fit the board?
 
+@tflm_lib_option
     Exit 1 when it does not fit (with --board all: when it fits no board).
 
     \b
@@ -199,7 +228,7 @@ def check(model, calib, calib_samples, io, board, runtime, as_json):
     from tinydeploy.report import check_matrix, memory_table
 
     boards = _boards(board)
-    prepared = _prepare(model, calib, calib_samples, io)
+    prepared = _prepare(model, calib, calib_samples, io, tflm_library=_library(tflm_lib))
     results = [run_check(prepared.measured, b, runtime) for b in boards]
     for w in dict.fromkeys(w for r in results for w in r.warnings):
         status(f"warning: {w}")
@@ -332,9 +361,10 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--port", metavar="PORT", help="Serial port of a real board (default: found by USB VID/PID).")
 @friendly_errors
-def flash(project, port):
+def flash(project, port, tflm_lib):
     """Put PROJECT's firmware on its board.
 
+@tflm_lib_option
     Real boards: 'pio run -t upload' (PlatformIO). Emulated boards: builds build/firmware.elf with
     arm-none-eabi-gcc; a firmware that overflows the board's flash or RAM fails with the verdict.
 
@@ -344,7 +374,7 @@ def flash(project, port):
     """
     from tinydeploy.device import flash as run_flash, open_project
 
-    click.echo(run_flash(open_project(project), port))
+    click.echo(run_flash(open_project(project, tflm_lib), port, progress=status))
 
 
 def _validation_options(fn):
@@ -364,6 +394,7 @@ def _validation_options(fn):
         fn = decorator(fn)
     return fn
 
+        tflm_lib_option,
 
 def _validation_samples(samples, model_bytes: bytes, limit):
     from tinydeploy.analyze import analyze
@@ -406,15 +437,22 @@ def _write_json(json_path, text: str) -> None:
 def _run_validation(project, port, data, limit, tolerance, json_path, timeout=None) -> None:
     from tinydeploy.device import link_options, running
     from tinydeploy.errors import ValidationFailed
-    from tinydeploy.validate import validate
+    from tinydeploy.validate import reference_for, validate
 
+    library = project.tflm_library() if project.runtime == "tflm" else None
+    if project.runtime == "tflm" and library is None:
+        status("warning: no TFLM library given: comparing with the tflite_micro wheel, which can "
+               "differ from the device's TFLM by 1 on rounding ties (--tflm-lib DIR for the "
+               "device's own library)")
+    reference = reference_for(project.runtime, project.model_bytes, library, progress=status)
     waits = link_options(project, timeout)
     status(f"starting {project.board.id} ({project.kind}; an inference may take up to "
            f"{waits['invoke_timeout']:.1f} s) ...")
     with running(project, port, timeout) as link:
         with click.progressbar(length=len(data.x), label="validating", file=sys.stderr) as bar:
             report = validate(link, project.model_bytes, data.x, data.y, tolerance=tolerance,
-                              limit=limit, progress=lambda done, total: bar.update(1))
+                              limit=limit, progress=lambda done, total: bar.update(1),
+                              reference=reference)
     for line in report.lines():
         click.echo(line)
     if json_path:
@@ -437,10 +475,12 @@ def _run_validation(project, port, data, limit, tolerance, json_path, timeout=No
                                              "emulated boards: QEMU is started).")
 @_validation_options
 @friendly_errors
-def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path):
+def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, tflm_lib):
     """Send samples to PROJECT's running firmware and compare with the host reference.
 
-    Exit 1 when any sample's outputs differ from TFLM's reference by more than --tolerance.
+    Exit 1 when any sample's outputs differ from the host reference by more than --tolerance.
+    The reference of a TFLM device is its own TFLM library built for this host (found like
+    --tflm-lib says), else the tflite_micro wheel; the native runtime's is the wheel.
 
     \b
     Example:
@@ -449,7 +489,7 @@ def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path):
     from tinydeploy.device import open_project
 
     _check_json_path(json_path)
-    project = open_project(project)
+    project = open_project(project, tflm_lib)
     data = _validation_samples(samples, project.model_bytes, limit)
     _run_validation(project, port, data, limit, tolerance, json_path, timeout)
 
@@ -466,7 +506,7 @@ def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path):
 @_validation_options
 @friendly_errors
 def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, port,
-           samples, limit, tolerance, timeout, json_path):
+           samples, limit, tolerance, timeout, json_path, tflm_lib):
     """Build, flash and validate MODEL in one go (on the emulated qemu-m4 by default).
 
     \b
@@ -485,17 +525,19 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     for spec, what in ((samples, "validation samples"), (eval_data, "evaluation samples")):
         check_samples_file(spec, what)  # a bad file fails now, not after the build
     out_dir = _out_dir(model, board_profile, out_dir)
+    library = _library(tflm_lib)
+    _require_runtime_buildable(board_profile, runtime, library)
     with claim_output(out_dir, force):
         existed = out_dir.exists()
-        prepared = _prepare(model, calib, calib_samples, io, eval_data)
+        prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         data = _validation_samples(samples or eval_data, prepared.model_bytes, limit)
         result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
         if result.out_dir is None:
             _fail(f"{result.check.verdict()}; nothing built", 1)
         status(f"built {result.out_dir} ({result.check.verdict()})")
-        project = open_project(result.out_dir)
+        project = open_project(result.out_dir, tflm_lib)
         try:
-            status(run_flash(project, port))
+            status(run_flash(project, port, progress=status))
         except BaseException:
             if not existed:  # this board cannot run it: a corrected re-run needs no --force
                 import shutil
@@ -506,4 +548,14 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
 
 
 def main() -> None:
-    cli(prog_name="tinydeploy")
+    """The console entry point: click's own usage errors become one ``error:`` line too."""
+    try:
+        code = cli.main(prog_name="tinydeploy", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{where}", exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)

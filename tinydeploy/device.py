@@ -2,8 +2,9 @@
 
 A project written by ``tinydeploy build`` carries a manifest (board, runtime, model hash). From
 it this module knows how to get the firmware running: emulated boards build an ELF with
-arm-none-eabi-gcc (tinydeploy.baremetal) and boot it in QEMU; real boards upload the PlatformIO
-project and talk to the USB serial port found from the board's VID/PID (or ``--port``).
+arm-none-eabi-gcc (tinydeploy.baremetal; for the tflm runtime against the TFLM library found by
+tinydeploy.tflm_lib) and boot it in QEMU; real boards upload the PlatformIO project and talk to the
+USB serial port found from the board's VID/PID (or ``--port``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ class Project:
     board: BoardProfile
     runtime: str
     manifest: dict
+    tflm_lib_option: str | None = None   # --tflm-lib, if given
+
+    def tflm_library(self, required: bool = False):
+        """The TFLM library this project builds and validates with (tinydeploy.tflm_lib's order:
+        --tflm-lib, TINYDEPLOY_TFLM_LIB, the project's PlatformIO libdeps, the one it was built
+        with); None when there is none and ``required`` is False."""
+        from tinydeploy import tflm_lib
+
+        where = {"project_dir": self.path, "env_name": self.board.id,
+                 "recorded": (self.manifest.get("tflm_library") or {}).get("path")}
+        if required:
+            return tflm_lib.require_library(self.tflm_lib_option, **where)
+        return tflm_lib.find_library(self.tflm_lib_option, **where)
 
     @property
     def model_bytes(self) -> bytes:
@@ -39,31 +53,37 @@ class Project:
         return self.path / "build" / "firmware.elf"
 
 
-def open_project(path: str | Path) -> Project:
+def open_project(path: str | Path, tflm_lib: str | None = None) -> Project:
     path = Path(path)
     manifest = read_manifest(path)
-    return Project(path, load_board(manifest["board"]), manifest["runtime"], manifest)
+    return Project(path, load_board(manifest["board"]), manifest["runtime"], manifest, tflm_lib)
 
 
-def build_firmware(project: Project):
+def build_firmware(project: Project, progress=None):
     """Compile and link an emulated board's firmware (``build/firmware.elf``); return its sizes.
 
-    A firmware that does not fit the board fails the link and arrives as DoesNotFitError.
+    The tflm runtime needs the TFLM library (compiled once per core, then cached). A firmware that
+    does not fit the board fails the link and arrives as DoesNotFitError.
     """
     from tinydeploy import baremetal
 
-    if project.runtime != "native":
-        raise InputError(f"{project.board.id} firmware can only be built with the native runtime "
-                         "here (TFLM's C++ sources are not installable on this machine)",
-                         "rebuild with --runtime native")
-    sources = sorted((project.path / "src").glob("*.c"))
-    return baremetal.build_firmware(project.board, sources, project.path / "build")
+    src = project.path / "src"
+    cxx = None
+    if project.runtime == "tflm":
+        from tinydeploy.tflm_firmware import tflm_cxx_part
+
+        cxx = tflm_cxx_part(src, project.board, project.tflm_library(required=True), progress)
+    elif project.runtime != "native":
+        raise InputError(f"unknown runtime '{project.runtime}' in {project.path}/tinydeploy.json",
+                         "rebuild the project with tinydeploy build")
+    return baremetal.build_firmware(project.board, sorted(src.glob("*.c")), project.path / "build",
+                                    cxx=cxx)
 
 
-def flash(project: Project, port: str | None = None) -> str:
+def flash(project: Project, port: str | None = None, progress=None) -> str:
     """Put the firmware where it runs; return a sentence saying what happened."""
     if project.kind == "baremetal":
-        fw = build_firmware(project)
+        fw = build_firmware(project, progress)
         return (f"built {fw.elf} for {project.board.id}: {fw.flash_bytes:,} B flash, "
                 f"{fw.ram_bytes:,} B RAM (QEMU loads it at validate time)")
     from tinydeploy.runners import PlatformioRunner

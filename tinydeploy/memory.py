@@ -109,9 +109,37 @@ def arena_with_margin(arena_bytes: int) -> int:
     return (need + 15) // 16 * 16
 
 
-def tflm_code_bytes(ops: list[str]) -> int:
+def tflm_code_bytes(ops: list[str], core: str = "cortex-m4f") -> int:
     kernels = sum(TFLM_KERNEL_CODE.get(op, TFLM_KERNEL_CODE_DEFAULT) for op in ops)
-    return TFLM_CORE_CODE + TFLM_KERNEL_COMMON_CODE + kernels + C_LIBRARY_CODE + PROTOCOL_CODE
+    code = TFLM_CORE_CODE + TFLM_KERNEL_COMMON_CODE + kernels + C_LIBRARY_CODE
+    return int(code * _thumb_factor(core)) + PROTOCOL_CODE
+
+
+#: Stack the serial protocol adds on top of the runtime's deepest call chain (frame handling).
+PROTOCOL_STACK = 512
+#: Cores with only the 16-bit Thumb instruction set (ARMv6-M, ARMv8-M baseline): the same C takes
+#: more instructions than on a Thumb-2 core, where the code is measured. A safe-side factor.
+_THUMB1_CORES = ("cortex-m0", "cortex-m0plus", "cortex-m1", "cortex-m23")
+_THUMB1_CODE_FACTOR = 1.3
+
+
+def _thumb_factor(core: str) -> float:
+    return _THUMB1_CODE_FACTOR if core.lower() in _THUMB1_CORES else 1.0
+
+
+def aligned_arena(arena_bytes: int) -> int:
+    """The arena a firmware reserves for a measured need: rounded up to TFLM's 16-byte alignment."""
+    return (arena_bytes + 15) // 16 * 16
+
+
+def measured_tflm_code(code_bytes: int, core: str) -> int:
+    """Flash for TFLM's code on ``core`` from a measurement on a Thumb-2 core, plus the protocol."""
+    return int(code_bytes * _thumb_factor(core)) + PROTOCOL_CODE
+
+
+def estimate_tflm_arena(arena: TflmArena, analysis: Analysis, board) -> int:
+    """The arena the board's TFLM library needs to initialise, without that library at hand."""
+    return arena_with_margin(arena.total)
 
 
 def tflm_runtime_ram(ops: list[str]) -> int:

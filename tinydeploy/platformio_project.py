@@ -29,9 +29,11 @@ from typing import Any
 import jinja2
 
 from tinydeploy.boards import BoardProfile
-from tinydeploy.errors import InputError, UnsupportedOpError
+from tinydeploy.errors import InputError
 from tinydeploy.resources import firmware_dir, templates_dir
+from tinydeploy.render import write_op_resolver
 from tinydeploy.tflm_ops import RESOLVER_METHODS as TFLM_RESOLVER_METHODS
+from tinydeploy.tflm_ops import resolver_calls  # noqa: F401 - part of this module's API
 
 
 # Context keys the templates use; render_platformio_project refuses a context missing any of them.
@@ -40,27 +42,11 @@ REQUIRED_CONTEXT = ("board", "model_name", "runtime", "ops", "arena_bytes", "mod
 # Hand-written firmware copied into src/: (folder under firmware/, file patterns).
 _COMMON_FIRMWARE = (("", ("td_runtime.h", "td_hal.h")), ("protocol", ("*.h", "*.c")), ("hal", ("td_hal_arduino.cpp",)))
 _RUNTIME_FIRMWARE = {
-    "tflm": (("tflm", ("*.h", "*.cc")),),
+    # Only the runtime adapter: firmware/tflm also holds host and measurement tools, not firmware.
+    "tflm": (("tflm", ("td_runtime_tflm.cc",)),),
     # The native runtime's C (model.c + only the kernels it calls) is written by tinydeploy.native.
     "native": (),
 }
-
-
-def resolver_calls(ops: list[str]) -> list[tuple[str, str]]:
-    """(op, Add method) for each distinct op of ``ops`` in first-use order.
-
-    An op without an Add method cannot run on TFLM: UnsupportedOpError names every such op.
-    """
-    distinct = list(dict.fromkeys(ops))
-    if not distinct:
-        raise InputError("the model has no operators", "check that the .tflite file holds a real model")
-    missing = [op for op in distinct if op not in TFLM_RESOLVER_METHODS]
-    if missing:
-        raise UnsupportedOpError(
-            f"TFLM's op resolver has no kernel for {', '.join(missing)}",
-            "replace those layers with supported ones or use the native runtime",
-        )
-    return [(op, TFLM_RESOLVER_METHODS[op]) for op in distinct]
 
 
 def _environment() -> jinja2.Environment:
@@ -114,9 +100,6 @@ def render_platformio_project(out_dir: Path, context: dict[str, Any]) -> list[Pa
 
     variables = dict(context, pio=board.platformio, env_name=board.id)
     outputs = {"platformio.ini": "platformio.ini.j2", "src/main.cpp": "src/main.cpp.j2"}
-    if context["runtime"] == "tflm":
-        variables["resolver_calls"] = resolver_calls(list(context["ops"]))
-        outputs["src/op_resolver.h"] = "src/op_resolver.h.j2"
 
     env = _environment()
     written: list[Path] = []
@@ -124,6 +107,8 @@ def render_platformio_project(out_dir: Path, context: dict[str, Any]) -> list[Pa
         target = out_dir / relative
         target.write_text(env.get_template(template).render(**variables), encoding="utf-8")
         written.append(target.resolve())
+    if context["runtime"] == "tflm":
+        written.append(write_op_resolver(src, context["model_name"], list(context["ops"])).resolve())
     for source in _firmware_files(context["runtime"]):
         target = src / source.name
         target.write_bytes(source.read_bytes())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinydeploy.render import ModelSources, c_identifier, render_model_sources
+from tinydeploy.render import ModelSources, c_identifier, render_model_sources, write_op_resolver
 
 
 def project_kind(board) -> str:
@@ -24,6 +24,8 @@ def project_kind(board) -> str:
 def render_project(stage: Path, sources: ModelSources) -> None:
     src = stage / "src"
     render_model_sources(sources, src)
+    if sources.runtime == "tflm" and project_kind(sources.board) == "baremetal":
+        write_op_resolver(src, sources.model_name, sources.analysis.distinct_ops)
     if sources.runtime == "native":
         from tinydeploy import native
 
@@ -33,5 +35,5 @@ def render_project(stage: Path, sources: ModelSources) -> None:
 
         render_platformio_project(stage, sources.context() | {
             "model_name": c_identifier(sources.model_name)})
-    # baremetal: src/ is complete; `tinydeploy flash` links it with the protocol and board support
-    # from tinydeploy's firmware/ into build/firmware.elf (tinydeploy.baremetal).
+    # baremetal: src/ is complete; `tinydeploy flash` links it with the protocol, the board support
+    # and, for tflm, the TFLM adapter and the compiled TFLM library (tinydeploy.baremetal).

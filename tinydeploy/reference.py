@@ -91,6 +91,16 @@ class Reference:
         graph = tflite.parse(model_bytes).main
         self.num_inputs, self.num_outputs = len(graph.inputs), len(graph.outputs)
 
+    @property
+    def name(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            wheel = f"tflite_micro {version('tflite-micro')}"
+        except PackageNotFoundError:
+            wheel = "tflite_micro"
+        return f"{wheel} (TFLM reference kernels, the wheel)"
+
     def input_details(self, i: int = 0) -> dict:
         return self._ip.get_input_details(i)
 

@@ -115,6 +115,16 @@ def render_model_sources(src: ModelSources, dest: Path) -> list[Path]:
     return written
 
 
+def write_op_resolver(dest: Path, model_name: str, ops: list[str]) -> Path:
+    """Write ``op_resolver.h``: a MicroMutableOpResolver registering exactly the model's ops (TFLM)."""
+    from tinydeploy.tflm_ops import resolver_calls
+
+    path = Path(dest) / "op_resolver.h"
+    path.write_text(environment("common").get_template("op_resolver.h.j2").render(
+        model_name=model_name, resolver_calls=resolver_calls(ops)))
+    return path
+
+
 @contextmanager
 def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out_dir`` in one rename.

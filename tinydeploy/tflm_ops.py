@@ -55,3 +55,22 @@ MAX_VERSION: dict[str, int] = {
 
 def resolver_method(op: str) -> str | None:
     return RESOLVER_METHODS.get(op)
+
+
+def resolver_calls(ops: list[str]) -> list[tuple[str, str]]:
+    """(op, Add method) for each distinct op of ``ops`` in first-use order.
+
+    An op without an Add method cannot run on TFLM: UnsupportedOpError names every such op.
+    """
+    from tinydeploy.errors import InputError, UnsupportedOpError
+
+    distinct = list(dict.fromkeys(ops))
+    if not distinct:
+        raise InputError("the model has no operators", "check that the .tflite file holds a real model")
+    missing = [op for op in distinct if op not in RESOLVER_METHODS]
+    if missing:
+        raise UnsupportedOpError(
+            f"TFLM's op resolver has no kernel for {', '.join(missing)}",
+            "replace those layers with supported ones or use the native runtime",
+        )
+    return [(op, RESOLVER_METHODS[op]) for op in distinct]

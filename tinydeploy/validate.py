@@ -1,9 +1,11 @@
 """The validate stage: does the model on the device compute what it computes on the desk?
 
 Each sample is quantized exactly as the device expects it (the input tensor's scale and zero
-point), sent over the serial link, run on the device, and compared with the host reference —
-TFLM's own interpreter (``tflite_micro``) on the same int8 input, which is bit-exact with a device
-running TFLM reference kernels, and the definition the native runtime is held to.
+point), sent over the serial link, run on the device, and compared with the host reference on the
+same int8 input. The reference computes exactly what the device should: for a device running TFLM,
+the device's own TFLM library built for the host (tinydeploy.tflm_reference), since TFLM releases
+and their optimized kernels round differently; for the native runtime, TFLM's reference kernels
+(the ``tflite_micro`` wheel), the definition it is held to. The report names the reference used.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class ValidationReport:
     link_bytes_per_second: float
     cycles: dict | None = None
     mismatches: list[int] = field(default_factory=list)   # first sample indices that differ
+    reference: str = ""               # what the device was compared with
 
     @property
     def passed(self) -> bool:
@@ -86,17 +89,20 @@ class ValidationReport:
             f"device          runtime {self.runtime}, arena {self.arena_bytes:,} B, "
             f"clock {self.clock_hz / 1e6:g} MHz",
             f"link            {self.bytes_moved:,} B at {self.link_bytes_per_second / 1024:,.1f} KB/s",
+            f"reference       {self.reference}",
         ]
         return out
 
 
 def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = None, *,
-             tolerance: int = 0, limit: int | None = None, progress=None) -> ValidationReport:
+             tolerance: int = 0, limit: int | None = None, progress=None,
+             reference=None) -> ValidationReport:
     """Run samples ``x`` (axis 0) on the device behind ``link`` and compare with the reference.
 
     ``link`` is a connected :class:`tinydeploy.link.DeviceLink`; its handshake must report the
     SHA-256 of ``model_bytes`` (a device running another model is refused before any sample).
-    ``progress(done, total)`` is called after each sample.
+    ``reference`` has ``invoke(inputs) -> outputs`` and a ``name`` (default: the ``tflite_micro``
+    wheel, see :func:`reference_for`). ``progress(done, total)`` is called after each sample.
     """
     import hashlib
 
@@ -121,7 +127,7 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
                          f"{per_sample}", "pass samples shaped like the model input")
     q_inputs = quantize_input(x, in_spec).reshape((len(x),) + tuple(in_spec.shape))
 
-    reference = Reference(model_bytes)
+    reference = reference or Reference(model_bytes)
     device_out, ref_out, lat, cycles = [], [], [], []
     moved = 0
     start = time.perf_counter()
@@ -135,7 +141,19 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
         if progress:
             progress(i + 1, len(q_inputs))
     wall = time.perf_counter() - start
-    return _compare(device_out, ref_out, out_specs, y, tolerance, lat, cycles, info, moved, wall)
+    report = _compare(device_out, ref_out, out_specs, y, tolerance, lat, cycles, info, moved, wall)
+    report.reference = reference.name
+    return report
+
+
+def reference_for(runtime: str, model_bytes: bytes, library=None, progress=None):
+    """The reference a device running ``runtime`` is compared with: for "tflm", ``library`` (a
+    tinydeploy.tflm_lib.TflmLibrary) built for the host when given; otherwise the wheel."""
+    if runtime == "tflm" and library is not None:
+        from tinydeploy.tflm_reference import LibraryReference
+
+        return LibraryReference(model_bytes, library, progress)
+    return Reference(model_bytes)
 
 
 def _compare(device_out, ref_out, out_specs, y, tolerance, lat, cycles, info, moved, wall):

@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TD_REG32(addr) (*(volatile uint32_t *)(addr))
 
 /* Start the SysTick-based microsecond clock (td_hal_micros / td_hal_cycles). */
@@ -16,5 +20,9 @@ void td_clock_init(void);
  * status, and print a line on QEMU's console. Never call them on real hardware without a debugger. */
 void td_semihost_exit(int status) __attribute__((noreturn));
 void td_semihost_puts(const char *text);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* TD_BOARD_H */
