@@ -110,6 +110,13 @@ def _banner_then_honest(dev, frame):
     return (b"\r\nBooting tinydeploy...\r\nmbed OS 6.15\r\n" + answer) if frame.type == Request.HELLO else answer
 
 
+def _first_cut_then_silent(dev, frame):
+    if getattr(dev, "done", False):
+        return None
+    dev.done = True
+    return dev.honest(frame)[:30]
+
+
 def _close(dev, frame):
     dev.close()
     return None
@@ -129,6 +136,11 @@ SCENARIOS = [
     Scenario("wrong CRC on every answer", _fake(_after_hello(_bad_crc)), "no valid answer .* damaged frames"),
     Scenario("error frames without payload", _fake(_after_hello(_short_error)), "no valid answer .* RUN after 5"),
     Scenario("connection closed mid-run", _fake(_after_hello(_close)), "lost the connection"),
+    Scenario("every request reported damaged", _fake(_after_hello(lambda d, f: d.error(f, 1))),
+             "no valid answer .* RUN after 5 attempts .*5 reports of damaged requests"),
+    Scenario("handshake cut off mid-frame, then silence", _fake(_first_cut_then_silent), "stopped in the middle of a frame"),
+    Scenario("every answer cut short", _fake(lambda d, f: d.honest(f)[:30]), "no valid answer .* HELLO .*damaged frames"),
+    Scenario("HELLO refused", _fake(lambda d, f: d.error(f, 4)), "refused HELLO: UNKNOWN_TYPE"),
     Scenario("truncated handshake", _fake(hello=hello_payload()[:30]), r"handshake is malformed: 30 bytes"),
     Scenario("handshake cut inside a spec", _fake(hello=hello_payload()[:-3]), "ends inside the shape of output 0"),
     Scenario("max_payload 0", _fake(hello=hello_payload(max_payload=0)), "max_payload is 0 bytes"),
@@ -158,6 +170,7 @@ SCENARIOS = [
     Scenario("inference slower than the first bound", _fake(_slow_inference), None),
     Scenario("phantom length, then the answer", _fake(_after_hello(_phantom_then_answer)), None),
     Scenario("boot banner before the handshake", _fake(_banner_then_honest), None),
+    Scenario("every answer sent twice", _fake(lambda d, f: d.honest(f) * 2), None, samples=6),
 ]
 
 
