@@ -1,0 +1,110 @@
+"""The native kernels on the emulated boards, bit for bit: the DSP path on qemu-m4 (Cortex-M4F,
+__ARM_FEATURE_DSP) and the portable C path on qemu-m3 (Cortex-M3, no DSP), against tflite_micro.
+
+Every corpus group and the MLPerf Tiny models are built into real firmware (tinydeploy.build +
+arm-none-eabi-gcc, the boards' own flags) and driven over the serial protocol in QEMU. The host
+tests (test_corpus.py, test_mlperf.py) cover the portable path too; these prove what runs on the
+cores. Firmware builds are shared per session (``firmware`` fixture).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import native_corpus
+import nativelib
+import qemulib
+from tinydeploy.errors import DoesNotFitError
+from tinydeploy.native import compiler
+from test_corpus import IN_PLACE_GROUPS, _tightest_overlap_plan
+
+pytestmark = qemulib.needs_qemu
+
+BOARDS = ["qemu-m4", "qemu-m3"]           # DSP path, portable path
+GROUPS = [g.name for g in native_corpus.groups()]
+RUNS = 3
+MLPERF = ["pretrainedResnet_quant.tflite", "ad01_int8.tflite", "vww_96_int8.tflite"]
+
+
+@pytest.fixture(scope="session")
+def firmware(tmp_path_factory):
+    """firmware(key, model_bytes, board) -> qemulib.Firmware, built once per key and board."""
+    built: dict[tuple[str, str], qemulib.Firmware] = {}
+
+    def get(key: str, model_bytes: bytes, board: str) -> qemulib.Firmware:
+        if (key, board) not in built:
+            work = tmp_path_factory.mktemp(f"{key}-{board}")
+            built[(key, board)] = qemulib.build_firmware(model_bytes, board, work)
+        return built[(key, board)]
+
+    return get
+
+
+def mismatches(fw: qemulib.Firmware, runs: int, seed: int) -> list[str]:
+    """Run random inputs on the device and on tflite_micro; describe every differing output."""
+    ref = nativelib.Reference(fw.model_bytes)
+    rng = np.random.default_rng(seed)
+    samples = [ref.random_inputs(rng) for _ in range(runs)]
+    device, _ = fw.run(samples)
+    found = []
+    for run, (xs, got) in enumerate(zip(samples, device)):
+        for i, (e, g) in enumerate(zip(ref.run(xs), got)):
+            g = np.asarray(g).reshape(e.shape)
+            if not np.array_equal(e, g):
+                found.append(f"run {run} output {i}: {np.sum(e != g)}/{e.size} differ, "
+                             f"max |diff| {np.abs(e.astype(float) - g.astype(float)).max()}")
+    return found
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("group", GROUPS)
+def test_corpus_group_is_bit_exact_on_board(group, board, corpus, firmware):
+    found = mismatches(firmware(group, corpus[group], board), RUNS, seed=11)
+    assert not found, f"{group} on {board}:\n" + "\n".join(found[:20])
+
+
+@pytest.mark.parametrize("group", IN_PLACE_GROUPS)
+def test_dsp_kernels_are_bit_exact_at_the_tightest_overlap(group, corpus, tmp_path, monkeypatch):
+    """Outputs written over their dying inputs at exactly compiler.window_gap bytes: the DSP
+    kernels' access order (two pixels at a time, four channels per word) must still be safe."""
+    monkeypatch.setattr(compiler, "plan_arena", _tightest_overlap_plan)
+    fw = qemulib.build_firmware(corpus[group], "qemu-m4", tmp_path)
+    found = mismatches(fw, 2, seed=12)
+    assert not found, f"{group} in place on qemu-m4:\n" + "\n".join(found[:20])
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("model", MLPERF)
+def test_mlperf_model_is_bit_exact_on_board(model, board, firmware):
+    model_bytes = nativelib.mlperf_path(model).read_bytes()
+    try:
+        fw = firmware(model, model_bytes, board)
+    except DoesNotFitError as err:  # ad01's 270 KB of weights exceed the M3's 256 KB of flash
+        pytest.skip(err.problem)
+    found = mismatches(fw, RUNS, seed=13)
+    assert not found, f"{model} on {board}:\n" + "\n".join(found)
+
+
+def _disassembly(source: str, flags: list[str], tmp_path) -> str:
+    obj = tmp_path / "kernel.o"
+    subprocess.run(["arm-none-eabi-gcc", *flags, "-O2", "-c", str(nativelib.KERNEL_DIR / source),
+                    "-o", str(obj)], check=True)
+    return subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True,
+                          text=True, check=True).stdout
+
+
+M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+M3 = ["-mcpu=cortex-m3", "-mthumb"]
+
+
+@pytest.mark.parametrize("source, instruction", [("td_gemm.c", "smlad"),
+                                                 ("td_depthwise.c", "smlabb")])
+def test_the_dsp_path_is_what_the_m4_build_compiles(source, instruction, tmp_path):
+    """The boards' flags pick the path: DSP multiply-accumulates on the M4, none on the M3 or
+    with -DTD_NO_DSP (the portable build the bench compares against)."""
+    assert instruction in _disassembly(source, M4, tmp_path)
+    assert "sxtb16" not in _disassembly(source, M3, tmp_path)
+    assert instruction not in _disassembly(source, [*M4, "-DTD_NO_DSP"], tmp_path)
