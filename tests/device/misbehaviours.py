@@ -146,6 +146,8 @@ SCENARIOS = [
     Scenario("max_payload 0", _fake(hello=hello_payload(max_payload=0)), "max_payload is 0 bytes"),
     Scenario("max_payload 4", _fake(hello=hello_payload(max_payload=4)), "max_payload is 4 bytes"),
     Scenario("rank 200", _fake(hello=hello_payload(inputs=[tensor_spec(rank=200)])), "input 0 has rank 200"),
+    Scenario("rank 200 with all its dimensions", _fake(hello=hello_payload(inputs=[tensor_spec(shape=(1,) * 199 + (8,))])),
+             "input 0 has rank 200"),
     Scenario("unknown dtype", _fake(hello=hello_payload(inputs=[tensor_spec(dtype=9)])), "dtype code 9"),
     Scenario("size that is not the shape's", _fake(hello=hello_payload(inputs=[tensor_spec(nbytes=9)])),
              r"input 0 is 9 bytes, but its shape \(1, 8\) of int8 is 8"),
