@@ -548,6 +548,7 @@ class DeviceLink:
             raise self._lost(exc) from exc
 
     def _new_evidence(self) -> _Evidence:
+        self._decoder.junk_sample = b""  # so an error shows this request's junk, not older
         return _Evidence(time.monotonic(), self._decoder.rejected, self._decoder.discarded)
 
     def _await(self, seqs: set[int], deadline: float, ev: _Evidence, *,
