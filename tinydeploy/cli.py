@@ -46,6 +46,10 @@ def friendly_errors(fn):
             _fail("interrupted", 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like any tool
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("TINYDEPLOY_DEBUG"):
                 raise
