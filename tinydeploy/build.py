@@ -89,17 +89,20 @@ def convert(model_path: Path, *, calib: str | None = None, calib_samples: int | 
     from tinydeploy.loading import load_model
     from tinydeploy.quantize import quantize
 
-    stage(f"loading the model {model_path}")
+    stage(f"loading the model {model_path}",
+          "the file may be damaged, or trigger a bug in Keras/TensorFlow; save the model again")
     loaded = load_model(model_path)
     random_calib = calib == "random"
     samples = None
     if calib and not random_calib:
-        stage(f"loading the calibration samples {calib}")
+        stage(f"reading the calibration samples {calib}",
+              "fix the calibration data or function: it crashed the process reading it")
         samples = load_samples(calib, input_shape=loaded.input_shape, limit=calib_samples,
                                what="calibration samples")
     eval_samples = None
     if eval_data:  # read before the long conversion, so a bad file fails fast
-        stage(f"loading the evaluation samples {eval_data}")
+        stage(f"reading the evaluation samples {eval_data}",
+              "fix the evaluation data or function: it crashed the process reading it")
         eval_samples = load_samples(eval_data, input_shape=loaded.input_shape,
                                     what="evaluation samples")
     quantized = quantize(loaded, samples, io=io, calib_samples=calib_samples,

@@ -53,10 +53,11 @@ class WorkerBug(Exception):
     """The worker raised something that is not a TinydeployError: a bug, reported as one."""
 
 
-def stage(text: str) -> None:
-    """Say what the current call is doing now (quoted if the worker crashes); a no-op in-process."""
+def stage(text: str, fix: str | None = None) -> None:
+    """Say what the current call is doing now, and what to try if it crashes there (quoted if the
+    worker crashes); a no-op in-process."""
     if _in_worker and _stage_out is not None:
-        _send(_stage_out, ("stage", text))
+        _send(_stage_out, ("stage", text, fix))
 
 
 def in_worker() -> bool:
@@ -116,18 +117,18 @@ class Worker:
             proc = self._start()
             workdir = tempfile.mkdtemp(prefix="tinydeploy-work-")
             log_start = os.fstat(self._log.fileno()).st_size
-            where = "starting"
+            where, fix = "the converter process", crash_fix
             try:
                 try:
                     _send(proc.stdin, ("call", module, function, args, kwargs, workdir))
                     while True:
                         kind, *payload = _recv(proc.stdout)
                         if kind == "stage":
-                            where = payload[0]
+                            where, fix = payload[0], payload[1] or crash_fix
                             continue
                         break
                 except (EOFError, BrokenPipeError, ConnectionResetError):
-                    raise self._crashed(where, log_start, crash_fix) from None
+                    raise self._crashed(where, log_start, fix) from None
             except BaseException:
                 if self._proc is not None and self._proc.poll() is None:
                     self._stop(kill=True)
@@ -156,11 +157,12 @@ class Worker:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
-            how = f"crashed ({name}, {_SIGNAL_WORDS.get(-code, 'a native crash')})"
+            how = f"crashed ({name}: {_SIGNAL_WORDS.get(-code, 'a native crash')})"
         else:
-            how = f"stopped unexpectedly (exit status {code})"
+            how = f"ended the converter process unexpectedly (exit status {code})"
         said = self._telling_line(log_start)
-        return ModelError(f"TensorFlow {how} while {where}" + (f": {said}" if said else ""), fix)
+        return ModelError(f"{where[:1].upper()}{where[1:]} {how}" + (f": {said}" if said else ""),
+                          fix)
 
     def _telling_line(self, start: int) -> str:
         try:
@@ -238,7 +240,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _serve(parent: int) -> None:
-    global _in_worker, _stage_out
+    # This file runs as __main__; the code it calls imports it as tinydeploy.isolation, whose
+    # globals are the ones stage() reads.
+    import tinydeploy.isolation as module
+
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     requests = os.fdopen(os.dup(0), "rb")
@@ -248,7 +253,7 @@ def _serve(parent: int) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdout = sys.stderr
-    _in_worker, _stage_out = True, replies
+    module._in_worker, module._stage_out = True, replies
     while True:
         try:
             request = _recv(requests)

@@ -113,17 +113,18 @@ def quantize(model: LoadedModel, calib: Samples | None, *, io: str = "int8",
     stage("importing TensorFlow")
     tf = tensorflow()
     dataset = _representative_dataset(calib)
+    unrolled = []
     if model.kind == "keras":
         model, unrolled = _unroll_recurrent_layers(model, calib.x.shape[1:])
         warnings += unrolled
-    stage(f"TensorFlow's int8 converter and calibrator on {model.name} "
-          f"({len(calib)} calibration samples)")
+    stage(f"TensorFlow's int8 conversion of {model.name} ({len(calib)} calibration samples)")
     with quiet() as log:
         try:
             if model.kind == "tflite":
                 data = _requantize_float_tflite(tf, model.tflite, dataset, io)
             else:
-                data = _convert_model(tf, model, calib.x.shape[1:], dataset, io)
+                data = _convert_model(tf, model, calib.x.shape[1:], dataset, io,
+                                      legacy_quantizer=bool(unrolled))
         except Exception as exc:  # noqa: BLE001 - the converter raises many types
             failure = exc
         else:
@@ -226,7 +227,7 @@ def _unroll_recurrent_layers(model: LoadedModel, sample_shape) -> tuple[LoadedMo
     if not loops:
         return model, []
     names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in loops)
-    stage(f"Keras, unrolling {names} of {model.name}")
+    stage(f"Keras rebuilding {names} of {model.name} unrolled")
     try:
         with quiet():
             clone = _clone_unrolled(model, tuple(int(d) for d in sample_shape))
@@ -297,7 +298,8 @@ def _representative_dataset(calib: Samples):
     return generate
 
 
-def _convert_model(tf, model: LoadedModel, sample_shape, dataset, io: str) -> bytes:
+def _convert_model(tf, model: LoadedModel, sample_shape, dataset, io: str, *,
+                   legacy_quantizer: bool = False) -> bytes:
     """Convert a Keras or SavedModel model to full-int8 TFLite, traced with one sample's shape.
 
     Tracing with the calibration samples' shape (and a batch of 1) also fixes any axis the model
@@ -309,7 +311,8 @@ def _convert_model(tf, model: LoadedModel, sample_shape, dataset, io: str) -> by
         with tempfile.TemporaryDirectory(prefix="tinydeploy-") as folder:
             model.keras_model.export(folder, format="tf_saved_model", verbose=False,
                                      input_signature=specs)
-            return _convert(tf, tf.lite.TFLiteConverter.from_saved_model(folder), dataset, io)
+            return _convert(tf, tf.lite.TFLiteConverter.from_saved_model(folder), dataset, io,
+                            legacy_quantizer)
     holder = tf.Module()   # tracks the variables the traced function reads
     if model.kind == "keras":  # tf_keras: its layers are TensorFlow modules already
         holder.model = model.keras_model
@@ -325,10 +328,16 @@ def _convert_model(tf, model: LoadedModel, sample_shape, dataset, io: str) -> by
             return signature(**dict(zip(names, inputs)))
     function = tf.function(call).get_concrete_function(*specs)
     return _convert(tf, tf.lite.TFLiteConverter.from_concrete_functions([function], holder),
-                    dataset, io)
+                    dataset, io, legacy_quantizer)
 
 
-def _convert(tf, converter, dataset, io: str) -> bytes:
+def _convert(tf, converter, dataset, io: str, legacy_quantizer: bool = False) -> bytes:
+    """Full-int8 conversion. ``legacy_quantizer`` picks TensorFlow's older quantizer, for unrolled
+    recurrent layers: the MLIR quantizer leaves the first time step's SPLIT in float about every
+    other run (its forget-gate output is dead, the initial cell state being zero), the old one
+    quantizes it every time."""
+    if legacy_quantizer:
+        converter.experimental_new_quantizer = False
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -350,6 +359,16 @@ def _requantize_float_tflite(tf, data: bytes, dataset, io: str) -> bytes:
     return bytes(mlir_quantize(calibrated, disable_per_channel=False,
                                disable_per_channel_for_dense_layers=True,
                                input_data_type=io_type, output_data_type=io_type))
+
+
+def calibrate_float_tflite(data: bytes, samples: np.ndarray, io: str = "int8") -> bytes:
+    """TensorFlow's calibrator and quantizer on a float .tflite, with no checks in front: the raw
+    step that :func:`quantize` guards (tests run it in the isolation worker to crash it)."""
+    stage("TensorFlow's calibration of a float .tflite")
+    tf = tensorflow()
+    dataset = _representative_dataset(Samples(np.asarray(samples, np.float32), None, "samples"))
+    with quiet():
+        return _requantize_float_tflite(tf, data, dataset, io)
 
 
 def _converter_reason(exc: BaseException, log: list[str]) -> str:

@@ -11,12 +11,8 @@ from __future__ import annotations
 import hashlib
 import keyword
 import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import jinja2
 
@@ -24,6 +20,7 @@ from tinydeploy import __version__
 from tinydeploy.analyze import Analysis
 from tinydeploy.boards import BoardProfile
 from tinydeploy.errors import InputError
+from tinydeploy.output import staged_output  # noqa: F401 - the render stage's output folder
 from tinydeploy.resources import templates_dir
 
 # enum td_dtype in firmware/td_runtime.h
@@ -46,11 +43,35 @@ def c_identifier(name: str, suffix: str = "") -> str:
     return ident + suffix
 
 
+_COMMENT_SAFE = re.compile(r"[A-Za-z0-9 _.,:;+=()\[\]{}<>!#$%&'@^|~-]")
+
+
+def c_comment(text, limit: int = 160) -> str:
+    """``text`` made safe inside a C/C++ comment of either kind, and in an INI comment.
+
+    Names come from the user (a model file name, tensor names inside the .tflite): a newline would
+    end a ``//`` comment and start code, ``*/`` would end a block comment, a backslash or the
+    trigraph ``??/`` at the end would splice the next line into the comment. Only plain printable
+    ASCII without ``* / \\ ? " ` `` passes; anything else shows as ``<U+XXXX>``, and long names are
+    cut with ``...``.
+    """
+    out = "".join(c if _COMMENT_SAFE.fullmatch(c) else "/" if c == "/" else f"<U+{ord(c):04X}>"
+                  for c in str(text))
+    return out if len(out) <= limit else out[:limit - 3] + "..."
+
+
 def environment(kind: str) -> jinja2.Environment:
-    """Jinja environment over ``templates/<kind>``: undefined variables are errors, not blanks."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / kind)),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=False)
+    """Jinja environment over ``templates/<kind>``: undefined variables are errors, not blanks.
+
+    Every user-given name that reaches generated C goes through the ``c_comment`` filter (in
+    comments) or :func:`c_identifier` (as a symbol): it is never pasted raw.
+    """
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / kind)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=False)
+    env.filters["c_comment"] = c_comment
+    env.filters["c_identifier"] = c_identifier
+    return env
 
 
 def c_array_body(data: bytes, per_line: int = 16) -> str:
@@ -123,32 +144,3 @@ def write_op_resolver(dest: Path, model_name: str, ops: list[str]) -> Path:
     path.write_text(environment("common").get_template("op_resolver.h.j2").render(
         model_name=model_name, resolver_calls=resolver_calls(ops)))
     return path
-
-
-@contextmanager
-def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``out_dir`` in one rename.
-
-    A failure inside the block leaves nothing behind (the staging folder is removed), and an
-    existing, non-empty ``out_dir`` is only replaced with ``force``.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} exists and is not a folder", "choose another -o")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise InputError(f"output folder {out_dir} already exists",
-                         "pass --force to replace it, or choose another -o")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        yield stage
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            out_dir.rename(old / "x")
-            stage.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            stage.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
