@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "td_gemm.h"
+#include "td_rows.h"
 
 typedef struct {
     int32_t batches;
@@ -29,11 +30,13 @@ typedef struct {
     td_output_t quant;
     const td_channel_t *channels;    /* out_c entries */
     const int8_t *weights;           /* td_gemm.h's layout, per group */
-    const int8_t *input;
-    int8_t *output;
+    td_rows_t input;
+    td_rows_t output;
     int8_t *scratch;                 /* 2 * depth bytes; NULL when gather is 0 */
 } td_conv_params_t;
 
 void td_conv_s8(const td_conv_params_t *p);
+/* Output row `row` (batch 0) alone: a stage of a streamed chain (td_stream.h). */
+void td_conv_row_s8(const void *params, int32_t row);
 
 #endif /* TD_CONV_H */

@@ -5,15 +5,16 @@
 #include "td_dsp.h"
 
 /*
- * The taps of one output pixel's window that lie inside the image, as pointer walks: `rows` rows
- * of `cols` taps; a tap steps the input by in_col and the filter by out_c, a row steps them on by
- * in_skip / f_skip more.
+ * The taps of one output pixel's window that lie inside the image: `rows` input rows (pointers
+ * to channel 0 of the first valid column) by `cols` columns; a column steps the input by in_col
+ * bytes and the filter by out_c. f points at the filter value of the first valid tap.
  */
 typedef struct {
+    const int8_t *const *row;
     int32_t rows, cols;
-    const int8_t *in;                /* input pixel under the first valid tap, channel 0 */
-    const int8_t *f;                 /* filter value of the first valid tap, channel 0 */
-    ptrdiff_t in_col, in_skip, f_skip;
+    ptrdiff_t in_col;
+    const int8_t *f;
+    ptrdiff_t f_row;                 /* filter bytes from one filter row to the next */
 } window_t;
 
 /* Sum over the window of (input + input_offset) * filter for input channel ic, output channel
@@ -21,10 +22,10 @@ typedef struct {
 static int32_t channel_sum(const window_t *w, int32_t out_c, int32_t input_offset, int32_t ic,
                            int32_t oc, int32_t acc)
 {
-    const int8_t *in = w->in + ic;
-    const int8_t *f = w->f + oc;
     int32_t r, k;
-    for (r = 0; r < w->rows; ++r, in += w->in_skip, f += w->f_skip) {
+    for (r = 0; r < w->rows; ++r) {
+        const int8_t *in = w->row[r] + ic;
+        const int8_t *f = w->f + r * w->f_row + oc;
         for (k = 0; k < w->cols; ++k, in += w->in_col, f += out_c) {
             acc += (*in + input_offset) * *f;
         }
@@ -48,13 +49,12 @@ TD_NOINLINE static void four_channel_sums(const window_t *w, int32_t out_c, int3
                                           int32_t *sums)
 {
     const int32_t row_bytes = w->cols * out_c;
-    const ptrdiff_t in_row = w->in_skip + row_bytes, f_row = w->f_skip + row_bytes;
     int32_t c, r, at;
     for (c = c0; c < c0 + n; c += 4, sums += 4) {
-        const int8_t *in = w->in + c;
         const int8_t *f = w->f + c;
         int32_t s0 = ch[c].bias, s1 = ch[c + 1].bias, s2 = ch[c + 2].bias, s3 = ch[c + 3].bias;
-        for (r = 0; r < w->rows; ++r, in += in_row, f += f_row) {
+        for (r = 0; r < w->rows; ++r, f += w->f_row) {
+            const int8_t *in = w->row[r] + c;
             for (at = 0; at < row_bytes; at += out_c) {
                 const uint32_t x = td_load4(in + at), h = td_load4(f + at);
                 const int32_t x02 = td_lanes02_plus(x, offset_pair);
@@ -75,7 +75,8 @@ TD_NOINLINE static void four_channel_sums(const window_t *w, int32_t out_c, int3
 #endif
 
 /* One output pixel: all out_c channels, written in order. */
-TD_NOINLINE static void output_pixel(const td_depthwise_params_t *p, const window_t *w, int8_t *out)
+TD_NOINLINE static void output_pixel(const td_depthwise_params_t *p, const window_t *w,
+                                     int8_t *out)
 {
     int32_t sums[TD_DEPTHWISE_BLOCK];
     int32_t c0, c;
@@ -97,41 +98,52 @@ TD_NOINLINE static void output_pixel(const td_depthwise_params_t *p, const windo
     }
 }
 
+/* Output row oy of batch b. */
+static void depthwise_row(const td_depthwise_params_t *p, int32_t b, int32_t oy)
+{
+    const int8_t *rows[TD_DEPTHWISE_MAX_K_H];
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    int8_t *out = td_row(&p->output, b * p->out_h + oy);
+    int32_t ky0, ky1, r, ox, valid_rows, x0 = -p->pad_w;
+    window_t w;
+    td_valid_taps(y0, p->dilation_h, p->k_h, p->in_h, &ky0, &ky1);
+    valid_rows = TD_MAX(ky1 - ky0, 0);
+    for (r = 0; r < valid_rows; ++r) {
+        rows[r] = td_row(&p->input, b * p->in_h + y0 + (ky0 + r) * p->dilation_h);
+    }
+    w.in_col = (ptrdiff_t)p->dilation_w * p->in_c;
+    w.f_row = (ptrdiff_t)p->k_w * p->out_c;
+    for (ox = 0; ox < p->out_w; ++ox, out += p->out_c, x0 += p->stride_w) {
+        const int8_t *first[TD_DEPTHWISE_MAX_K_H];
+        int32_t kx0, kx1;
+        if (p->dilation_w == 1) {
+            kx0 = TD_MAX(-x0, 0);
+            kx1 = TD_MIN(p->k_w, p->in_w - x0);
+        } else {
+            td_valid_taps(x0, p->dilation_w, p->k_w, p->in_w, &kx0, &kx1);
+        }
+        w.cols = TD_MAX(kx1 - kx0, 0);
+        w.rows = w.cols > 0 ? valid_rows : 0;
+        w.f = w.rows ? p->filter + ((size_t)ky0 * p->k_w + kx0) * p->out_c : p->filter;
+        for (r = 0; r < w.rows; ++r) {
+            first[r] = rows[r] + (ptrdiff_t)(x0 + kx0 * p->dilation_w) * p->in_c;
+        }
+        w.row = first;
+        output_pixel(p, &w, out);
+    }
+}
+
 void td_depthwise_conv_s8(const td_depthwise_params_t *p)
 {
-    const ptrdiff_t in_row = (ptrdiff_t)p->dilation_h * p->in_w * p->in_c;
-    const ptrdiff_t f_row = (ptrdiff_t)p->k_w * p->out_c;
-    int8_t *out = p->output;
-    int32_t b, oy, ox;
-    window_t w;
-    w.in_col = (ptrdiff_t)p->dilation_w * p->in_c;
+    int32_t b, oy;
     for (b = 0; b < p->batches; ++b) {
-        const int8_t *image = p->input + (size_t)b * p->in_h * p->in_w * p->in_c;
         for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t ky0, ky1, x0 = -p->pad_w;
-            td_valid_taps(y0, p->dilation_h, p->k_h, p->in_h, &ky0, &ky1);
-            w.rows = TD_MAX(ky1 - ky0, 0);
-            for (ox = 0; ox < p->out_w; ++ox, out += p->out_c, x0 += p->stride_w) {
-                int32_t kx0, kx1;
-                if (p->dilation_w == 1) {
-                    kx0 = TD_MAX(-x0, 0);
-                    kx1 = TD_MIN(p->k_w, p->in_w - x0);
-                } else {
-                    td_valid_taps(x0, p->dilation_w, p->k_w, p->in_w, &kx0, &kx1);
-                }
-                w.cols = TD_MAX(kx1 - kx0, 0);
-                w.in_skip = in_row - w.cols * w.in_col;
-                w.f_skip = f_row - (ptrdiff_t)w.cols * p->out_c;
-                w.in = image;
-                w.f = p->filter;
-                if (w.rows > 0 && w.cols > 0) {
-                    w.in += ((size_t)(y0 + ky0 * p->dilation_h) * p->in_w +
-                             (size_t)(x0 + kx0 * p->dilation_w)) * p->in_c;
-                    w.f += ((size_t)ky0 * p->k_w + kx0) * p->out_c;
-                }
-                output_pixel(p, &w, out);
-            }
+            depthwise_row(p, b, oy);
         }
     }
+}
+
+void td_depthwise_row_s8(const void *params, int32_t row)
+{
+    depthwise_row((const td_depthwise_params_t *)params, 0, row);
 }

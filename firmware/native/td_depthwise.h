@@ -11,6 +11,9 @@
 #include <stdint.h>
 
 #include "td_qmath.h"
+#include "td_rows.h"
+
+#define TD_DEPTHWISE_MAX_K_H 32      /* filter rows (the compiler refuses taller filters) */
 
 typedef struct {
     int32_t batches;
@@ -25,10 +28,12 @@ typedef struct {
     td_output_t quant;
     const td_channel_t *channels;    /* out_c entries (bias as in the model) */
     const int8_t *filter;            /* [k_h, k_w, out_c] */
-    const int8_t *input;
-    int8_t *output;
+    td_rows_t input;
+    td_rows_t output;
 } td_depthwise_params_t;
 
 void td_depthwise_conv_s8(const td_depthwise_params_t *p);
+/* Output row `row` (batch 0) alone: a stage of a streamed chain (td_stream.h). */
+void td_depthwise_row_s8(const void *params, int32_t row);
 
 #endif /* TD_DEPTHWISE_H */

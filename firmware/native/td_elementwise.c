@@ -66,7 +66,18 @@ static void broadcast_apply(const td_broadcast_t *s, binary_fn fn, const void *p
 
 void td_add_s8(const td_add_params_t *p)
 {
-    broadcast_apply(&p->shape, add_one, p, p->input1, p->input2, p->output);
+    broadcast_apply(&p->shape, add_one, p, p->input1.data, p->input2.data, p->output.data);
+}
+
+void td_add_row_s8(const void *params, int32_t row)
+{
+    const td_add_params_t *p = (const td_add_params_t *)params;
+    const int8_t *in1 = td_row(&p->input1, row), *in2 = td_row(&p->input2, row);
+    int8_t *out = td_row(&p->output, row);
+    int32_t i;
+    for (i = 0; i < p->output.row_bytes; ++i) {
+        out[i] = (int8_t)add_one(p, in1[i], in2[i]);
+    }
 }
 
 void td_mul_s8(const td_mul_params_t *p)

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "td_rows.h"
+
 #define TD_ELEMENTWISE_MAX_DIMS 6
 
 typedef struct {
@@ -27,8 +29,7 @@ typedef struct {
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
-    const int8_t *input1, *input2;
-    int8_t *output;
+    td_rows_t input1, input2, output;   /* rings only without broadcasting (streamed chains) */
 } td_add_params_t;
 
 typedef struct {
@@ -42,6 +43,8 @@ typedef struct {
 } td_mul_params_t;
 
 void td_add_s8(const td_add_params_t *p);
+/* Output row `row` alone (no broadcasting): a stage of a streamed chain (td_stream.h). */
+void td_add_row_s8(const void *params, int32_t row);
 void td_mul_s8(const td_mul_params_t *p);
 
 #endif /* TD_ELEMENTWISE_H */

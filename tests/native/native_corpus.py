@@ -156,6 +156,22 @@ def network_branch(rng: random.Random) -> Branch:
     return Branch("network", p, [([size, size, 3], -1.0, 1.0)])
 
 
+def block_branch(rng: random.Random) -> Branch:
+    """A chain of window ops as networks build them - a ResNet block (conv, conv, add of the
+    block input), an inverted residual (1x1 expand, depthwise, 1x1 project, add) or a plain
+    conv/depthwise chain - with random strides, kernels, dilation, padding and odd sizes: what
+    the compiler may run row by row (tinydeploy/native/stream.py)."""
+    p = {"kind": rng.choice(["residual", "inverted", "chain"]),
+         "channels": rng.choice([4, 8, 12, 16]), "kernel": rng.choice([1, 3, 3, 5]),
+         "stride": rng.choice([1, 1, 2]), "dilation": rng.choice([1, 1, 2]),
+         "padding": rng.choice(["same", "same", "valid"]),
+         "activation": rng.choice(["relu", "relu6", "linear"])}
+    if p["dilation"] > 1:
+        p["stride"] = 1
+    size = [rng.randint(9, 17), rng.randint(9, 17), rng.choice([1, 3])]
+    return Branch("block", p, [(size, -1.0, 1.0)])
+
+
 def _branches(make, n: int, seed: int) -> list[Branch]:
     rng = random.Random(seed)
     return [make(rng) for _ in range(n)]
@@ -178,6 +194,7 @@ def groups() -> list[Group]:
         Group("float_io", _branches(conv_branch, 6, 81) + _branches(pool_branch, 4, 82),
               float_io=True),
         Group("networks", _branches(network_branch, 4, 91), extra={"dynamic_batch": True}),
+        Group("blocks", _branches(block_branch, 12, 101)),
     ]
 
 
@@ -225,6 +242,8 @@ def _build_branch(keras, b: Branch, inputs):
         return L.Activation(p["fn"])(inputs[0])
     if b.kind == "network":
         return _network(keras, p, inputs[0], init)
+    if b.kind == "block":
+        return _block(keras, p, inputs[0], init)
     raise ValueError(b.kind)
 
 
@@ -247,6 +266,29 @@ def _network(keras, p: dict, x, init: dict):
     y = L.Flatten()(y)
     y = L.Dense(p["classes"], **init)(y)
     return L.Softmax()(y)
+
+
+def _block(keras, p: dict, x, init: dict):
+    L = keras.layers
+    c, k, act = p["channels"], p["kernel"], p["activation"]
+    conv = {"activation": act, **init}
+    x = L.Conv2D(c, 3, padding="same", **conv)(x)                      # stem: c channels
+    if p["kind"] == "residual":
+        y = L.Conv2D(c, k, padding="same", dilation_rate=p["dilation"], **conv)(x)
+        y = L.Conv2D(c, k, padding="same", **init)(y)
+        return L.Activation("relu")(L.Add()([x, y]))
+    if p["kind"] == "inverted":
+        y = L.Conv2D(3 * c, 1, **conv)(x)
+        y = L.DepthwiseConv2D(k, strides=p["stride"], padding="same",
+                              dilation_rate=p["dilation"], activation=act,
+                              depthwise_initializer=init["kernel_initializer"])(y)
+        y = L.Conv2D(c, 1, **init)(y)
+        return L.Add()([x, y]) if p["stride"] == 1 else y
+    y = L.Conv2D(c, k, strides=p["stride"], padding=p["padding"], dilation_rate=p["dilation"],
+                 **conv)(x)
+    y = L.DepthwiseConv2D(3, padding=p["padding"], activation=act,
+                          depthwise_initializer=init["kernel_initializer"])(y)
+    return L.Conv2D(c // 2, 1, **conv)(y)
 
 
 def convert_group(group: Group) -> bytes:

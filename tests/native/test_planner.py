@@ -111,13 +111,14 @@ def test_window_gap_of_a_same_padded_3x3_conv():
 
 @st.composite
 def graphs_with_overlaps(draw):
-    """Random lifetimes plus random permitted overlaps (output born at op i over an input dying
-    there, with a random gap), as compiler._overlaps would offer them."""
+    """Random lifetimes plus random permitted overlaps (output born at op i over an input made
+    earlier and dying there, with a random gap), as compiler._overlaps would offer them."""
     sizes, uses = draw(graphs())
     overlaps = []
     for out in sizes:
         for inp in sizes:
-            if out != inp and min(uses[out]) == max(uses[inp]) >= 0 and draw(st.booleans()):
+            if (out != inp and min(uses[out]) == max(uses[inp]) >= 0
+                    and min(uses[inp]) < min(uses[out]) and draw(st.booleans())):
                 gap = draw(st.integers(0, 40)) * ALIGNMENT
                 overlaps.append(Overlap(min(uses[out]), out, inp, gap))
     return sizes, uses, overlaps

@@ -27,7 +27,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(lowerings())
 KERNEL_FLASH_BYTES = {
     "td_conv": 640, "td_depthwise": 536, "td_fully_connected": 268, "td_pool": 578,
     "td_elementwise": 444, "td_mean": 324, "td_pad": 242, "td_concat": 62, "td_quantize": 416,
-    "td_softmax": 238, "td_activation": 1144, "td_gemm": 600,
+    "td_softmax": 238, "td_activation": 1144, "td_gemm": 600, "td_stream": 40,
 }
 # Per op: the kernel call in td_model_invoke, roughly (parameters are counted from the C).
 OP_CALL_FLASH_BYTES = 24

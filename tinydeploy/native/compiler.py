@@ -15,8 +15,11 @@ from tinydeploy import tflite
 from tinydeploy.errors import ModelError, UnsupportedOpError
 from tinydeploy.native import activations
 from tinydeploy.native import ops as native_ops
-from tinydeploy.native import qparams
-from tinydeploy.native.planner import ALIGNMENT, ArenaPlan, Overlap, plan_arena
+from tinydeploy.native import qparams, stream
+from tinydeploy.native.cgen import c_array
+from tinydeploy.native.planner import (ALIGNMENT, ArenaPlan, Overlap, _valid_overlaps,
+                                       build_buffers, in_place_profile, plan_arena)
+from tinydeploy.native.stream import Stream
 
 C_TYPES = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float", "INT16": "int16_t",
            "UINT8": "uint8_t", "INT64": "int64_t"}
@@ -31,7 +34,7 @@ class TensorPlan:
     shape: tuple[int, ...]
     type_name: str
     nbytes: int
-    place: str                 # "arena" or "flash"
+    place: str                 # "arena", "flash", or "ring" (a few rows, inside a stream)
     offset: int | None = None  # arena offset
 
 
@@ -45,6 +48,7 @@ class Program:
     constants: dict[int, str]                       # tensor index -> C array name
     families: list[str]                             # kernel families used, in first-use order
     tensors: dict[int, TensorPlan] = field(default_factory=dict)
+    streams: list[Stream] = field(default_factory=list)   # ops run row by row (stream.py)
 
     @property
     def ops_used(self) -> list[str]:
@@ -101,10 +105,11 @@ def unsupported_ops(model: tflite.Model) -> list[str]:
 class _Context:
     """Implements ops.Context: C expressions for tensors, registering constants as it goes."""
 
-    def __init__(self, graph: tflite.Subgraph, arena: ArenaPlan):
+    def __init__(self, graph: tflite.Subgraph, arena: ArenaPlan, streams: list[Stream] = ()):
         self.graph = graph
         self.arena = arena
         self.constants: dict[int, str] = {}
+        self.rings = {t: rows for s in streams for t, rows in s.internal.items()}
 
     def tensor(self, index: int):
         return self.graph.tensors[index]
@@ -122,22 +127,39 @@ class _Context:
     def scratch(self, op_index: int) -> str:
         return f"(TD_ARENA + {self.arena.offsets[scratch_id(op_index)]})"
 
+    def rows(self, index: int) -> tuple:
+        """td_rows_t of an activation: all its rows, or the ring of a streamed tensor."""
+        t = self.graph.tensors[index]
+        row = stream.row_bytes(t) if len(t.shape) == 4 else t.nbytes
+        if index in self.rings:
+            return (f"(TD_ARENA + {self.arena.offsets[ring_id(index)]})", row, self.rings[index])
+        if t.data is not None:  # a constant input (td_rows_t is writable; kernels only read it)
+            return (f"(int8_t *){self.ptr(index)}", row, 0)
+        return (self.ptr(index), row, 0)
 
-def _lifetimes(graph: tflite.Subgraph, dead: set[int]
+
+def _lifetimes(graph: tflite.Subgraph, dead: set[int], streams: list[Stream] = ()
                ) -> tuple[dict[int, int], dict[int, list[int]], dict[int, int]]:
     """Sizes and use times of activation tensors, and the alias map of RESHAPE-like ops.
 
-    Dead (shape-only) ops and RESHAPE's new-shape operand occupy no memory."""
+    Dead (shape-only) ops and RESHAPE's new-shape operand occupy no memory. The stages of a
+    stream all run at the time of its first op; the tensors inside it become rings."""
     n_ops = len(graph.operators)
     sizes: dict[int, int] = {}
     uses: dict[int, list[int]] = {}
     aliases: dict[int, int] = {}
+    when_of = {i: s.first for s in streams for i in s.ops}
+    rings = {t: rows for s in streams for t, rows in s.internal.items()}
 
     def touch(idx: int, when: int) -> None:
         t = graph.tensors[idx]
         if t.data is not None:
             return
-        sizes[idx] = t.nbytes
+        if idx in rings:
+            idx, nbytes = ring_id(idx), rings[idx] * stream.row_bytes(t)
+        else:
+            nbytes = t.nbytes
+        sizes[idx] = nbytes
         uses.setdefault(idx, []).append(when)
 
     for idx in graph.inputs:
@@ -145,27 +167,32 @@ def _lifetimes(graph: tflite.Subgraph, dead: set[int]
     for op in graph.operators:
         if op.index in dead:
             continue
+        when = when_of.get(op.index, op.index)
         data_inputs = op.inputs[:1] if op.opcode in native_ops.ALIAS_OPS else op.inputs
         for idx in data_inputs:
             if idx >= 0:
-                touch(idx, op.index)
+                touch(idx, when)
         for idx in op.outputs:
-            touch(idx, op.index)
+            touch(idx, when)
         if op.opcode in native_ops.ALIAS_OPS and graph.tensors[op.inputs[0]].data is None:
             aliases[op.outputs[0]] = op.inputs[0]
-    for idx in graph.outputs:
-        touch(idx, n_ops)
-    for op in graph.operators:
-        need = 0 if op.index in dead else native_ops.scratch_bytes(graph, op)
+        need = native_ops.scratch_bytes(graph, op)
         if need:
             sizes[scratch_id(op.index)] = need
-            uses[scratch_id(op.index)] = [op.index]
+            uses[scratch_id(op.index)] = [when]
+    for idx in graph.outputs:
+        touch(idx, n_ops)
     return sizes, uses, aliases
 
 
 def scratch_id(op_index: int) -> int:
     """The planner's key for an op's scratch buffer (tensor indices are >= 0)."""
     return -1 - op_index
+
+
+def ring_id(tensor_index: int) -> int:
+    """The planner's key for the ring holding a streamed tensor's rows."""
+    return -1_000_000 - tensor_index
 
 
 # Kernels that write output element i only after their last read of input element i (and read
@@ -201,8 +228,33 @@ def window_gap(op, inp, out, kernel_hw: tuple[int, int]) -> int:
     return (gap + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-def _overlaps(graph: tflite.Subgraph, dead: set[int]) -> list[Overlap]:
-    """Output-over-input overlaps the kernels tolerate (see planner.Overlap)."""
+def _overlaps(graph: tflite.Subgraph, dead: set[int], streams: list[Stream] = ()
+              ) -> list[Overlap]:
+    """Output-over-input overlaps the kernels tolerate (see planner.Overlap); a stream's output
+    may run over an external input at the gap its schedule leaves."""
+    streamed = {i for s in streams for i in s.ops}
+    found = [ov for ov in _op_overlaps(graph, dead) if ov.op not in streamed]
+    for s in streams:
+        for inp, gap in s.gaps.items():
+            gap = max(gap, 0)
+            found.append(Overlap(s.first, s.output, inp,
+                                 (gap + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT))
+    return found
+
+
+_OP_OVERLAPS: dict = {}
+
+
+def _op_overlaps(graph: tflite.Subgraph, dead: set[int]) -> list[Overlap]:
+    """Each op's own output-over-input overlap (remembered for the graph last asked about)."""
+    key = (id(graph), frozenset(dead))
+    if key not in _OP_OVERLAPS:
+        _OP_OVERLAPS.clear()
+        _OP_OVERLAPS[key] = _find_op_overlaps(graph, dead)
+    return _OP_OVERLAPS[key]
+
+
+def _find_op_overlaps(graph: tflite.Subgraph, dead: set[int]) -> list[Overlap]:
     found = []
     for op in graph.operators:
         if op.index in dead or not op.outputs:
@@ -247,13 +299,72 @@ def _check_graph(model: tflite.Model) -> tflite.Subgraph:
     return graph
 
 
+# Streams are looked for around the busiest op, at most this long, this many times; they are
+# kept only when the planned arena is smaller with them (tests turn that off to force streams).
+STREAM_LENGTH = 6
+STREAM_ROUNDS = 8
+STREAMS_MUST_SHRINK_THE_ARENA = True
+
+
+def _plan(graph: tflite.Subgraph, dead: set[int], streams: list[Stream]) -> ArenaPlan:
+    sizes, uses, aliases = _lifetimes(graph, dead, streams)
+    return plan_arena(sizes, uses, aliases, _overlaps(graph, dead, streams))
+
+
+def _profile(graph: tflite.Subgraph, dead: set[int], streams: list[Stream]) -> dict[int, int]:
+    """Per op time: the in-place lower bound of the bytes live then (planner.in_place_profile)."""
+    sizes, uses, aliases = _lifetimes(graph, dead, streams)
+    by_tensor = build_buffers(sizes, uses, aliases)
+    buffers = list({id(b): b for b in by_tensor.values()}.values())
+    return in_place_profile(buffers, _valid_overlaps(by_tensor, _overlaps(graph, dead, streams)))
+
+
+def choose_streams(graph: tflite.Subgraph, dead: set[int]) -> list[Stream]:
+    """Streams that lower the arena's lower bound: repeatedly, the run of ops around the
+    busiest op that, streamed, lowers the busiest moment most (stream.py says what may be one)."""
+    consumers: dict[int, list[int]] = {}
+    for op in graph.operators:
+        if op.index not in dead:
+            for idx in op.inputs:
+                consumers.setdefault(idx, []).append(op.index)
+    outputs = set(graph.outputs)
+    n_ops = len(graph.operators)
+    chosen: list[Stream] = []
+    profile = _profile(graph, dead, chosen)
+    for _ in range(STREAM_ROUNDS):
+        peak_time, peak = max(profile.items(), key=lambda kv: (kv[1], -kv[0]))
+        taken = {i for s in chosen for i in s.ops}
+        best: tuple[int, Stream, dict] | None = None
+        for a in range(max(peak_time - STREAM_LENGTH + 1, 0), peak_time + 1):
+            for b in range(max(a + 1, peak_time), min(a + STREAM_LENGTH, n_ops)):
+                ops = list(range(a, b + 1))
+                if any(i in taken or i in dead for i in ops):
+                    continue
+                candidate = stream.make_stream(graph, ops, consumers, outputs)
+                if candidate is None:
+                    continue
+                trial = _profile(graph, dead, [*chosen, candidate])
+                if max(trial.values()) < peak and (best is None or
+                                                   max(trial.values()) < best[0]):
+                    best = (max(trial.values()), candidate, trial)
+        if best is None:
+            break
+        chosen.append(best[1])
+        profile = best[2]
+    return sorted(chosen, key=lambda s: s.first)
+
+
 def build_program(model: tflite.Model) -> Program:
     """Lower every op and plan the arena. Raises UnsupportedOpError naming any op it cannot run."""
     graph = _check_graph(model)
     dead = shape_only_ops(graph)
-    sizes, uses, aliases = _lifetimes(graph, dead)
-    arena = plan_arena(sizes, uses, aliases, _overlaps(graph, dead))
-    ctx = _Context(graph, arena)
+    streams = choose_streams(graph, dead)
+    arena = _plan(graph, dead, streams)
+    if streams and STREAMS_MUST_SHRINK_THE_ARENA:  # a call per row: only if it pays
+        plain = _plan(graph, dead, [])
+        if plain.size <= arena.size:
+            streams, arena = [], plain
+    ctx = _Context(graph, arena, streams)
     table = lowerings()
     steps = []
     families: list[str] = []
@@ -268,17 +379,42 @@ def build_program(model: tflite.Model) -> Program:
                 err.opcode = op.opcode
             raise
         steps.append((op, lowered))
+    for s in streams:
+        _stream_calls(s, steps)
+    for _, lowered in steps:
         if lowered.family and lowered.family not in families:
             families.append(lowered.family)
+    if streams:
+        families.append("td_stream")
     program = Program(model=model, steps=steps, arena=arena, constants=ctx.constants,
-                      families=families)
-    for idx in sorted({i for i in sizes if i >= 0} | set(ctx.constants)):
+                      families=families, streams=streams)
+    for idx in sorted({i for i in arena.offsets if i >= 0} | set(ctx.constants) | set(ctx.rings)):
         t = graph.tensors[idx]
+        place = "flash" if idx in ctx.constants else "ring" if idx in ctx.rings else "arena"
         program.tensors[idx] = TensorPlan(
             index=idx, name=t.name, shape=tuple(t.shape), type_name=t.type_name,
-            nbytes=t.nbytes, place="flash" if idx in ctx.constants else "arena",
-            offset=arena.offsets.get(idx))
+            nbytes=t.nbytes, place=place,
+            offset=arena.offsets.get(ring_id(idx) if place == "ring" else idx))
     return program
+
+
+def _stream_calls(s: Stream, steps: list) -> None:
+    """The stream's stages keep their parameter definitions; their calls become one
+    td_stream_run at the first stage, after the stage table and schedule (defined with the last
+    stage, once every stage's parameters are)."""
+    name = f"stream{s.first}"
+    stages = [steps[i] for i in s.ops]
+    table = ",\n    ".join(f"{{{stream.ROW_FUNCTIONS[op.opcode]}, &op{op.index}_params}}"
+                            for op, _ in stages)
+    stages[-1][1].decls.extend([
+        f"static const td_stage_t {name}_stages[{len(stages)}] = {{\n    {table}\n}};\n",
+        c_array("uint8_t", f"{name}_schedule", s.schedule)])
+    summary = ", ".join(op.opcode for op, _ in stages)
+    for k, (op, lowered) in enumerate(stages):
+        lowered.call = (f"/* ops {s.ops[0]}-{s.ops[-1]} ({summary}) row by row: "
+                        f"{len(s.schedule)} rows in all */\n    "
+                        f"td_stream_run({name}_stages, {name}_schedule, {len(s.schedule)});"
+                        if k == 0 else f"/* streamed: its rows are computed at op {s.first} */")
 
 
 def constant_values(t) -> np.ndarray:

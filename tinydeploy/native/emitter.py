@@ -18,7 +18,7 @@ from tinydeploy.native.cgen import c_array, comment_text
 from tinydeploy.native.compiler import C_TYPES, Program, constant_values
 from tinydeploy.resources import firmware_dir
 
-COMMON_HEADERS = ("td_qmath.h", "td_dsp.h")
+COMMON_HEADERS = ("td_qmath.h", "td_dsp.h", "td_rows.h")
 # Kernel families that call into another family's functions.
 FAMILY_DEPENDS = {"td_softmax": ("td_activation",), "td_conv": ("td_gemm",),
                   "td_fully_connected": ("td_gemm",)}

@@ -21,6 +21,7 @@ from tinydeploy.native.cgen import c_array, c_struct, c_struct_array
 # Ops whose output is the input's bytes under another shape: planned as aliases, no code.
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 MAX_DIMS = 6  # TD_ELEMENTWISE_MAX_DIMS / TD_MEAN_MAX_DIMS / TD_PAD_MAX_DIMS in the kernels
+DEPTHWISE_MAX_K_H = 32  # TD_DEPTHWISE_MAX_K_H
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Context(Protocol):
     def tensor(self, index: int): ...
     def ptr(self, index: int, ctype: str = "int8_t") -> str: ...
     def scratch(self, op_index: int) -> str: ...
+    def rows(self, index: int) -> tuple: ...
 
 
 def refuse(op, why: str) -> UnsupportedOpError:
@@ -176,7 +178,7 @@ def lower_conv_2d(ctx: Context, op) -> Lowered:
               "depth": gemm_depth(kh * kw * kc), "gather": int(gather),
               "pad_value": inp.zero_point, "quant": _output_fields(op, out, narrow),
               "channels": f"{name}_channels", "weights": f"{name}_weights",
-              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
+              "input": ctx.rows(op.inputs[0]), "output": ctx.rows(op.outputs[0]),
               "scratch": ctx.scratch(op.index) if gather else "NULL"}
     return _call("td_conv", "td_conv_s8", "td_conv_params_t", name, decls,
                  {k: fields[k] for k in CONV_FIELDS})
@@ -240,6 +242,8 @@ def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
     _, kh, kw, oc = filt.shape
     if oc % ic:
         raise refuse(op, f"output depth {oc} is not a multiple of input depth {ic}")
+    if kh > DEPTHWISE_MAX_K_H:
+        raise refuse(op, f"filter height {kh} exceeds {DEPTHWISE_MAX_K_H}")
     name = f"op{op.index}"
     mults, shifts = qparams.conv_multipliers(inp.scale, _filter_scales(op, filt, oc), out.scale)
     bias = _bias_values(ctx, op, 2, oc)
@@ -252,7 +256,7 @@ def lower_depthwise_conv_2d(ctx: Context, op) -> Lowered:
     fields = {**_window_geometry(op, inp, out, kh, kw), "depth_multiplier": oc // ic,
               "input_offset": -inp.zero_point, "quant": _output_fields(op, out, narrow),
               "channels": f"{name}_channels", "filter": ctx.ptr(op.inputs[1]),
-              "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0])}
+              "input": ctx.rows(op.inputs[0]), "output": ctx.rows(op.outputs[0])}
     return _call("td_depthwise", "td_depthwise_conv_s8", "td_depthwise_params_t", name, decls,
                  {k: fields[k] for k in DEPTHWISE_FIELDS})
 
@@ -353,7 +357,8 @@ def lower_add(ctx: Context, op) -> Lowered:
     fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
               "input2_offset": -b.zero_point, "output_offset": out.zero_point,
               **qparams.add_params(a.scale, b.scale, out.scale),
-              "act_min": act_min, "act_max": act_max, **_binary_tensors(ctx, op)}
+              "act_min": act_min, "act_max": act_max, "input1": ctx.rows(op.inputs[0]),
+              "input2": ctx.rows(op.inputs[1]), "output": ctx.rows(op.outputs[0])}
     return _call("td_elementwise", "td_add_s8", "td_add_params_t", name, [], fields)
 
 

@@ -188,18 +188,36 @@ def in_place_bound(buffers: list[Buffer], valid: dict) -> int:
     """live_bound, where an op's output may overlap the input it consumes as far as the
     permitted overlap allows: the pair then needs max(out, gap + in) bytes, not out + in. No plan
     within the kernels' rules can be smaller (for this op order)."""
+    return max(in_place_profile(buffers, valid).values(), default=0)
+
+
+def in_place_profile(buffers: list[Buffer], valid: dict) -> dict[int, int]:
+    """in_place_bound's bytes at each op time.
+
+    An output O running over dying inputs I_j (each at its gap g_j, the inputs disjoint) covers
+    at least max(O, sum I_j, max_j (g_j + I_j)) bytes with them, so it saves at most
+    O + sum I_j minus that; the best subset of inputs is taken (there are one or two)."""
     by_id = {id(b): b for b in buffers}
-    worst = 0
+    profile: dict[int, int] = {}
     for t, live in _live_at(buffers).items():
         ids = {id(b) for b in live}
-        saving: dict[int, int] = {}   # output buffer -> best saving by overlapping one input
+        over: dict[int, list[tuple[int, int]]] = {}   # output -> [(input size, gap)]
         for (out_id, in_id), ov in valid.items():
             if ov.op == t and out_id in ids and in_id in ids:
-                out_b, in_b = by_id[out_id], by_id[in_id]
-                s = out_b.size + in_b.size - max(out_b.size, ov.gap + in_b.size)
-                saving[out_id] = max(saving.get(out_id, 0), s)
-        worst = max(worst, sum(b.size for b in live) - sum(saving.values()))
-    return worst
+                over.setdefault(out_id, []).append((by_id[in_id].size, ov.gap))
+        saving = 0
+        for out_id, inputs in over.items():
+            out = by_id[out_id].size
+            inputs = sorted(inputs, key=lambda ig: -ig[0])[:4]
+            best = 0
+            for mask in range(1, 1 << len(inputs)):
+                chosen = [ig for k, ig in enumerate(inputs) if mask >> k & 1]
+                total = sum(i for i, _ in chosen)
+                cover = max(out, total, max(g + i for i, g in chosen))
+                best = max(best, out + total - cover)
+            saving += best
+        profile[t] = sum(b.size for b in live) - saving
+    return profile
 
 
 def plan_arena(sizes: dict[int, int], uses: dict[int, list[int]], aliases: dict[int, int],
