@@ -120,7 +120,8 @@ class Worker:
             where, fix = "the converter process", crash_fix
             try:
                 try:
-                    _send(proc.stdin, ("call", module, function, args, kwargs, workdir))
+                    _send(proc.stdin, ("call", module, function, args, kwargs, workdir,
+                                       os.getcwd()))
                     while True:
                         kind, *payload = _recv(proc.stdout)
                         if kind == "stage":
@@ -259,10 +260,13 @@ def _serve(parent: int) -> None:
             request = _recv(requests)
         except EOFError:
             return
-        _, module, function, args, kwargs, workdir = request
+        _, module, function, args, kwargs, workdir, cwd = request
         tempfile.tempdir = workdir                  # the parent removes it after the call
         os.environ["TMPDIR"] = workdir
+        known = set(sys.modules)
         try:
+            os.chdir(cwd)                           # relative paths and user modules as the
+            importlib.invalidate_caches()           # parent sees them now
             result = getattr(importlib.import_module(module), function)(*args, **kwargs)
             reply = ("ok", result)
         except TinydeployError as exc:
@@ -275,6 +279,23 @@ def _serve(parent: int) -> None:
             _send(replies, ("bug", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         finally:
             tempfile.tempdir = None
+            _forget_user_modules(known, cwd)
+
+
+def _forget_user_modules(known: set, cwd: str) -> None:
+    """Drop the modules a call imported from the user's folder (a --calib module:function), so the
+    next call, perhaps from another folder, imports its own."""
+    root = os.path.realpath(cwd).rstrip(os.sep) + os.sep
+    installed = tuple(os.path.realpath(p).rstrip(os.sep) + os.sep for p in
+                      {sys.prefix, sys.base_prefix, sys.exec_prefix,
+                       str(Path(__file__).resolve().parent.parent)})
+    for name in set(sys.modules) - known:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        path = os.path.realpath(file)
+        if path.startswith(root) and not path.startswith(installed):
+            del sys.modules[name]
 
 
 if __name__ == "__main__":

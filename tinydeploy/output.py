@@ -66,7 +66,7 @@ def _nearest_existing(path: Path) -> Path:
         try:
             os.stat(candidate)
             return candidate
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # missing, or under a file: go up
             continue
         except OSError as exc:
             raise InputError(f"cannot use the output folder {path}: {exc.strerror or exc} "
