@@ -153,3 +153,14 @@ def keras2_depthwise_h5(tmp_path_factory):
                                 L.DepthwiseConv2D(3, padding="same"), L.GlobalAveragePooling2D(),
                                 L.Dense(2, activation="softmax")])
     return path
+
+
+@pytest.fixture(scope="session")
+def tflm_lib():
+    """The pinned TFLM library (Arduino_TensorFlowLite 07d1cca); skips where the machine lacks it."""
+    from paths import TFLM_LIB_SKIP_REASON, tflm_lib_dir
+
+    path = tflm_lib_dir()
+    if path is None:
+        pytest.skip(TFLM_LIB_SKIP_REASON)
+    return path

@@ -38,7 +38,7 @@ class Prepared:
 
 def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: int | None = None,
             io: str = "int8", eval_data: str | None = None, isolate: bool = True,
-            tflm_library=None) -> Prepared:
+            tflm_library=None, progress=None) -> Prepared:
     """Load, quantize (and with ``eval_data`` evaluate) the model, then analyze and measure it.
 
     ``tflm_library`` (a tinydeploy.tflm_lib.TflmLibrary) is the TFLM library that the tflm runtime's
@@ -54,6 +54,7 @@ def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: 
 
     path = Path(model_path)
     check_model_path(path)
+    isolation.remove_orphans()  # what a killed tinydeploy's converter call left in the temp dir
     if isolate and _needs_tensorflow(path):
         name, quantized, accuracy = isolation.run(
             "tinydeploy.build", "convert", path, calib=calib, calib_samples=calib_samples, io=io,
@@ -63,7 +64,7 @@ def prepare(model_path: str | Path, *, calib: str | None = None, calib_samples: 
                                             eval_data=eval_data)
     analysis = analyze(quantized.tflite)
     return Prepared(name, path, quantized, analysis,
-                    measure(quantized.tflite, analysis, tflm_library), accuracy)
+                    measure(quantized.tflite, analysis, tflm_library, progress), accuracy)
 
 
 CONVERTER_CRASH_FIX = ("a bug in TensorFlow that this model triggers; check that the model converts "

@@ -32,6 +32,7 @@ class Measured:
     tflm: memory.TflmArena
     native: object | None        # tinydeploy.native.NativeEstimate, or None if it cannot compile
     library: object | None = None    # tinydeploy.tflm_lib.TflmLibrary to measure TFLM with
+    progress: object | None = field(default=None, compare=False, repr=False)  # callable(str)
     _on_device: dict = field(default_factory=dict, compare=False, repr=False)
 
     def tflm_on(self, board: BoardProfile):
@@ -47,15 +48,16 @@ class Measured:
         dsp = tflm_firmware.has_dsp(board.core)
         if dsp not in self._on_device:
             self._on_device[dsp] = tflm_firmware.measure(
-                self.model_bytes, self.analysis.distinct_ops, self.library, dsp)
+                self.model_bytes, self.analysis.distinct_ops, self.library, dsp, self.progress)
         return self._on_device[dsp]
 
 
-def measure(model_bytes: bytes, analysis: Analysis | None = None, library=None) -> Measured:
+def measure(model_bytes: bytes, analysis: Analysis | None = None, library=None,
+            progress=None) -> Measured:
     analysis = analysis or analyze(model_bytes)
     native = _native_estimate(model_bytes)
     tflm = memory.tflm_arena(model_bytes, analysis) if not analysis.tflm_missing else None
-    return Measured(model_bytes, analysis, tflm, native, library)
+    return Measured(model_bytes, analysis, tflm, native, library, progress)
 
 
 def _native_estimate(model_bytes: bytes):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except TinydeployError as exc:
             _fail(str(exc), exc.exit_code)
+        except Terminated as exc:  # SIGTERM/SIGHUP: unwound like Ctrl-C, so QEMU and folders are cleaned
+            _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
@@ -114,7 +117,7 @@ def _prepare(model: Path, calib, calib_samples, io, eval_data=None, tflm_library
 
     status(f"loading {model} ...")
     return prepare(model, calib=calib, calib_samples=calib_samples, io=io, eval_data=eval_data,
-                   tflm_library=tflm_library)
+                   tflm_library=tflm_library, progress=status)
 
 
 def _out_dir(model: Path, board, out_dir: Path | None) -> Path:
@@ -161,12 +164,12 @@ def cli():
               help="Output folder (default build/<model>-<board>).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder; render even if the model does not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@tflm_lib_option
 @friendly_errors
 def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json,
           tflm_lib):
     """Quantize MODEL, check it against a board and render its firmware project.
 
-@tflm_lib_option
     \b
     MODEL: .keras, .h5 (Keras 2 files too), a SavedModel folder, or a .tflite
     (a full-int8 .tflite is used as is).
@@ -180,11 +183,11 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
     from tinydeploy.output import claim_output
 
     board_profile = load_board(board)
+    library = _library(tflm_lib)
     out_dir = _out_dir(model, board_profile, out_dir)
     with claim_output(out_dir, force):  # checked and held before the seconds of quantization
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
-    library = _library(tflm_lib)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -216,11 +219,11 @@ def _print_build(result) -> None:
 @click.option("--board", "-b", required=True, metavar="ID|all", help="Board profile id, or 'all' for a matrix.")
 @click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: each board's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict(s) as JSON.")
+@tflm_lib_option
 @friendly_errors
 def check(model, calib, calib_samples, io, board, runtime, as_json, tflm_lib):
     """Do MODEL's ops run on the runtime, and do flash and RAM fit the board?
 
-@tflm_lib_option
     Exit 1 when it does not fit (with --board all: when it fits no board).
 
     \b
@@ -364,11 +367,11 @@ def compile_cmd(model, calib, calib_samples, io, out_dir, force):
 @cli.command()
 @click.argument("project", type=click.Path(path_type=Path))
 @click.option("--port", metavar="PORT", help="Serial port of a real board (default: found by USB VID/PID).")
+@tflm_lib_option
 @friendly_errors
 def flash(project, port, tflm_lib):
     """Put PROJECT's firmware on its board.
 
-@tflm_lib_option
     Real boards: 'pio run -t upload' (PlatformIO). Emulated boards: builds build/firmware.elf with
     arm-none-eabi-gcc; a firmware that overflows the board's flash or RAM fails with the verdict.
 
@@ -394,11 +397,11 @@ def _validation_options(fn):
                           "bytes (default: from the model's MACs and the board's clock)."),
         click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE",
                      help="Also write the report as JSON to FILE ('-' for stdout)."),
+        tflm_lib_option,
     ]):
         fn = decorator(fn)
     return fn
 
-        tflm_lib_option,
 
 def _validation_samples(samples, model_bytes: bytes, limit):
     from tinydeploy.analyze import analyze
@@ -525,12 +528,12 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     from tinydeploy.output import claim_output
 
     board_profile = load_board(board)
+    library = _library(tflm_lib)
+    _require_runtime_buildable(board_profile, runtime, library)
     _check_json_path(json_path)
     for spec, what in ((samples, "validation samples"), (eval_data, "evaluation samples")):
         check_samples_file(spec, what)  # a bad file fails now, not after the build
     out_dir = _out_dir(model, board_profile, out_dir)
-    library = _library(tflm_lib)
-    _require_runtime_buildable(board_profile, runtime, library)
     with claim_output(out_dir, force):
         existed = out_dir.exists()
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
@@ -551,8 +554,23 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     _run_validation(project, port, data, limit, tolerance, json_path, timeout)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (context managers stop QEMU, remove staging
+    folders), then exit with 128 + the signal number, as a shell reports it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main() -> None:
     """The console entry point: click's own usage errors become one ``error:`` line too."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
         code = cli.main(prog_name="tinydeploy", standalone_mode=False)
     except click.UsageError as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -111,6 +112,10 @@ def measure(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLibrary, dsp: 
             return TflmMeasurement(**json.loads(cache.read_text()))
         except (TypeError, ValueError):
             pass  # an older or damaged entry: measure again
+    if progress:
+        progress(f"measuring what {lib.name} needs for this model on an emulated "
+                 f"{'Cortex-M4 (DSP kernels)' if dsp else 'Cortex-M3 (portable kernels)'} "
+                 "(once per model; cached)")
     result = _measure_on_device(model_bytes, ops, lib, dsp, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
@@ -122,7 +127,7 @@ def measure(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLibrary, dsp: 
 def _measure_on_device(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLibrary, dsp: bool,
                        progress) -> TflmMeasurement:
     from tinydeploy.render import c_array_body, write_op_resolver
-    from tinydeploy.runners.qemu import QEMU
+    from tinydeploy.runners.qemu import QEMU, die_with_parent
 
     board = load_board(_MEASURE_BOARDS[dsp])
     machine, cpu_flags = _MEASURE_MACHINES[dsp]
@@ -154,7 +159,8 @@ def _measure_on_device(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLib
                                   "-serial", "null", "-icount", "shift=0",
                                   "-semihosting-config", "enable=on,target=native",
                                   "-kernel", str(elf.elf)],
-                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                                 preexec_fn=die_with_parent(os.getpid()))
         except subprocess.TimeoutExpired:
             raise DeviceError("measuring TFLM's arena in QEMU took over 120 s",
                               "the machine may be overloaded; run again") from None

@@ -23,6 +23,7 @@ from tinydeploy.errors import BuildError, ModelError
 from tinydeploy.resources import firmware_dir
 
 _SHIM = "td_tflm_host.cc"
+_LINK_VERSION = b"exports-only-1"  # bump when the way the shared library is linked changes
 _STATUS = {-1: "out of host memory", -2: "the model's schema version is not the library's",
            -4: "AllocateTensors failed"}
 
@@ -31,15 +32,20 @@ def host_library(lib: tflm_lib.TflmLibrary, progress=None) -> Path:
     """The shared library (TFLM for the host + the C API), built once per library and shim."""
     compiled = tflm_lib.compile_library(lib, tflm_lib.host_target(), progress)
     shim = firmware_dir() / "tflm" / _SHIM
-    tag = hashlib.sha256(shim.read_bytes()).hexdigest()[:12]
+    tag = hashlib.sha256(shim.read_bytes() + _LINK_VERSION).hexdigest()[:12]
     so = compiled.archive.parent / f"libtdtflm-{tag}.so"
     if so.is_file():
         return so
     with tflm_lib.cache_lock(so.parent):
         if not so.is_file():
             tmp = so.with_suffix(".tmp")
+            # Export the C API only, and bind every TFLM symbol inside: a process that has loaded
+            # another TFLM (the tflite_micro wheel, TensorFlow's TFLite) must not lend it its own.
+            exports = so.parent / "exports.map"
+            exports.write_text("{ global: td_ref_*; local: *; };\n")
             cmd = ["g++", *compiled.target.cxx_flags, f"-I{lib.src}", "-shared", "-o", str(tmp),
-                   str(shim), str(compiled.archive)]
+                   str(shim), str(compiled.archive), f"-Wl,--version-script={exports}",
+                   "-Wl,-Bsymbolic"]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise BuildError("building the host TFLM reference failed: "

@@ -7,14 +7,19 @@ virtual time to executed instructions (1 ns each), so the device's timer reading
 on every run and every host. Semihosting is on so the firmware can end the emulation with an exit
 status (startup.c does on a CPU fault).
 
-QEMU is always stopped: by the context manager, at interpreter exit (atexit), and by a watchdog
-after ``max_seconds``.
+QEMU is always stopped: by the context manager, at interpreter exit (atexit), by a watchdog after
+``max_seconds``, and by the kernel when the process that started it dies in any way (SIGKILL
+included): QEMU is started with the parent-death signal set to SIGKILL (Linux ``prctl``).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import os
+import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import threading
@@ -28,6 +33,20 @@ QEMU = "qemu-system-arm"
 _PORT_ATTEMPTS = 3
 #: What QEMU prints once a server chardev with wait=on listens.
 _LISTENING = "QEMU waiting for connection on"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int):
+    """A preexec_fn: the child gets SIGKILL when the thread that started it ends (the parent
+    process dying, for a CLI). If the parent is already gone, end at once."""
+    def preexec() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
 
 
 def free_tcp_port() -> int:
@@ -143,7 +162,8 @@ class QemuRunner(Runner):
         log = Path(tempfile.mkstemp(prefix="tinydeploy-qemu-", suffix=".log")[1])
         with open(log, "wb") as out:
             proc = subprocess.Popen(self.command(firmware, port), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT)
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    preexec_fn=die_with_parent(os.getpid()))
         return QemuDevice(proc, port, log, self.max_seconds)
 
     def _wait_listening(self, device: QemuDevice) -> None:
