@@ -435,6 +435,41 @@ def test_leftovers_of_a_killed_build_are_removed_by_the_next(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]
 
 
+@pytest.mark.slow
+def test_sigkill_during_conversion_kills_the_converter_and_its_files_go_next_time(tmp_path):
+    """The converter child dies with the tool (PR_SET_PDEATHSIG), and the next run removes the
+    call folder a killed tool could not."""
+    from paths import EXAMPLES
+
+    tmp = tmp_path / "TMP"
+    tmp.mkdir()
+    digits = EXAMPLES / "digits"
+    args = ["build", digits / "digits.keras", "--board", "qemu-m4", "--calib",
+            digits / "calib.npz", "-o", tmp_path / "out"]
+    tool = subprocess.Popen([sys.executable, "-m", "tinydeploy", *map(str, args)], cwd=REPO,
+                            env=dict(os.environ, TMPDIR=str(tmp)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp.glob("tinydeploy-work-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp.glob("tinydeploy-work-*")), "the converter call never started"
+    children = subprocess.run(["pgrep", "-P", str(tool.pid)], capture_output=True,
+                              text=True).stdout.split()
+    assert children, "no converter child"
+    tool.kill()
+    tool.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "the child outlived the tool"
+    assert list(tmp.glob("tinydeploy-work-*")) and not (tmp_path / "out").exists()
+    again = run_cli("build", AD01, "--board", "qemu-m4", "-o", tmp_path / "out",
+                    env={"TMPDIR": str(tmp)})
+    assert again.returncode == 0, again.stderr
+    assert list(tmp.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["TMP", "out"]  # no lock, no stage
+
+
 def test_output_dot_is_refused_and_leaves_nothing(ad01_project, tmp_path):
     project = tmp_path / "p"
     shutil.copytree(ad01_project, project)

@@ -49,6 +49,27 @@ _in_worker = False
 _stage_out = None            # the worker's channel to the parent, for stage()
 
 
+_WORK_PREFIX = "tinydeploy-work-"
+
+
+def remove_orphans() -> None:
+    """Remove the call folders of tinydeploy processes that were killed (SIGKILL leaves them)."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{_WORK_PREFIX}*-*"):
+        try:
+            pid = int(folder.name[len(_WORK_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
+
+
 class WorkerBug(Exception):
     """The worker raised something that is not a TinydeployError: a bug, reported as one."""
 
@@ -115,7 +136,8 @@ class Worker:
         """
         with self._lock:
             proc = self._start()
-            workdir = tempfile.mkdtemp(prefix="tinydeploy-work-")
+            remove_orphans()
+            workdir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
             log_start = os.fstat(self._log.fileno()).st_size
             where, fix = "the converter process", crash_fix
             try:
