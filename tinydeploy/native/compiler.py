@@ -109,6 +109,7 @@ class _Context:
         self.graph = graph
         self.arena = arena
         self.constants: dict[int, str] = {}
+        self.relaid: dict[int, str] = {}   # constants the lowering emits in its own layout
         self.rings = {t: rows for s in streams for t, rows in s.internal.items()}
 
     def tensor(self, index: int):
@@ -126,6 +127,10 @@ class _Context:
 
     def scratch(self, op_index: int) -> str:
         return f"(TD_ARENA + {self.arena.offsets[scratch_id(op_index)]})"
+
+    def relaid_constant(self, index: int, cname: str) -> None:
+        """The lowering writes this constant itself (e.g. weights in td_gemm.h's layout)."""
+        self.relaid[index] = cname
 
     def rows(self, index: int) -> tuple:
         """td_rows_t of an activation: all its rows, or the ring of a streamed tensor."""
@@ -388,9 +393,10 @@ def build_program(model: tflite.Model) -> Program:
         families.append("td_stream")
     program = Program(model=model, steps=steps, arena=arena, constants=ctx.constants,
                       families=families, streams=streams)
-    for idx in sorted({i for i in arena.offsets if i >= 0} | set(ctx.constants) | set(ctx.rings)):
+    flash = set(ctx.constants) | set(ctx.relaid)
+    for idx in sorted({i for i in arena.offsets if i >= 0} | flash | set(ctx.rings)):
         t = graph.tensors[idx]
-        place = "flash" if idx in ctx.constants else "ring" if idx in ctx.rings else "arena"
+        place = "flash" if idx in flash else "ring" if idx in ctx.rings else "arena"
         program.tensors[idx] = TensorPlan(
             index=idx, name=t.name, shape=tuple(t.shape), type_name=t.type_name,
             nbytes=t.nbytes, place=place,

@@ -41,6 +41,7 @@ class Context(Protocol):
     def ptr(self, index: int, ctype: str = "int8_t") -> str: ...
     def scratch(self, op_index: int) -> str: ...
     def rows(self, index: int) -> tuple: ...
+    def relaid_constant(self, index: int, cname: str) -> None: ...
 
 
 def refuse(op, why: str) -> UnsupportedOpError:
@@ -126,6 +127,7 @@ def _bias_values(ctx, op, index_in_inputs: int, channels: int) -> np.ndarray:
 def _constant_rows(ctx, op, filt, channels: int) -> np.ndarray:
     if filt.data is None:
         raise refuse(op, f"filter '{filt.name}' is not a constant tensor")
+    ctx.relaid_constant(op.inputs[1], f"op{op.index}_weights")
     return np.asarray(filt.data, dtype=np.int8).reshape(channels, -1)
 
 
