@@ -80,3 +80,26 @@ def test_fake_tflm_device_that_could_not_allocate_its_arena_says_so(ad_project):
 def test_timeout_must_be_a_positive_number(ad_project):
     proc = run_cli("validate", ad_project, "--timeout", "0")
     assert proc.returncode == 2 and "--timeout" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.qemu
+def test_real_tflm_firmware_whose_arena_is_too_small_is_reported_as_such(tflm_lib, tmp_path):
+    """Issue 7's case on the real thing: the anomaly detector on TFLM (the pinned library) in
+    qemu-m4 with an arena too small to initialise. validate says so right after the handshake,
+    with the fix - not 'input 0 is 640 bytes, the device expects 0'."""
+    out = tmp_path / "ad-tflm"
+    proc = run_cli("build", MLPERF / "ad01_int8.tflite", "--board", "qemu-m4", "--runtime", "tflm",
+                   "--tflm-lib", tflm_lib, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    settings = out / "src" / "model_settings.h"
+    text = settings.read_text()
+    assert "#define TD_ARENA_BYTES " in text
+    settings.write_text("\n".join("#define TD_ARENA_BYTES 1000" if line.startswith("#define TD_ARENA_BYTES ")
+                                  else line for line in text.splitlines()) + "\n")
+    proc = run_cli("flash", out, "--tflm-lib", tflm_lib)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("validate", out, "--tflm-lib", tflm_lib, "--limit", "3")
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert "TFLM could not allocate its tensor arena (AllocateTensors failed) (status -4)" in line
+    assert "larger arena" in line and "expects 0" not in proc.stderr
