@@ -82,10 +82,11 @@ def test_validate_refuses_firmware_built_for_another_model(tmp_path):
     assert "hash" in result.stderr.lower() or "another model" in result.stderr.lower()
 
 
-def test_tflm_on_qemu_m3_fails_with_the_memory_verdict_and_builds_nothing(tmp_path):
+def test_tflm_on_qemu_m3_fails_with_the_memory_verdict_and_builds_nothing(tmp_path, tflm_lib):
     out = tmp_path / "vww"
     result = CliRunner().invoke(cli, ["deploy", str(MLPERF / "vww_96_int8.tflite"), "--board",
-                                      "qemu-m3", "--runtime", "tflm", "-o", str(out)])
+                                      "qemu-m3", "--runtime", "tflm", "--tflm-lib", str(tflm_lib),
+                                      "-o", str(out)])
     assert result.exit_code == 1
     assert "RAM does not fit" in result.stderr and not out.exists()
 
