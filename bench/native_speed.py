@@ -146,6 +146,55 @@ def bench_model(name: str, path: Path, samples: int) -> dict:
     return row
 
 
+KWS_PATH = OUT / "ds_cnn_kws.tflite"
+
+
+def ds_cnn_kws() -> Path:
+    """MLPerf Tiny's keyword spotter architecture (DS-CNN: a 10x4 conv, four depthwise-separable
+    blocks of 64 channels, average pool, 12 classes; 49x10 MFCC input), with seeded random
+    weights, batch norms calibrated on random input, converted to full int8. Made once (it needs
+    TensorFlow) and kept in bench/out."""
+    if KWS_PATH.exists():
+        return KWS_PATH
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    x = inputs = keras.Input((49, 10, 1), batch_size=1)
+    x = L.Conv2D(64, (10, 4), strides=2, padding="same", use_bias=False)(x)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    for _ in range(4):
+        x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = L.ReLU()(L.BatchNormalization()(x))
+        x = L.Conv2D(64, 1, use_bias=False)(x)
+        x = L.ReLU()(L.BatchNormalization()(x))
+    x = L.AveragePooling2D(pool_size=(25, 5))(x)
+    x = L.Flatten()(x)
+    outputs = L.Softmax()(L.Dense(12)(x))
+    model = keras.Model(inputs, outputs)
+    rs = np.random.default_rng(1)
+    calib = rs.normal(size=(32, 49, 10, 1)).astype(np.float32)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = 0.0
+    model(calib, training=True)
+
+    def representative():
+        for i in range(16):
+            yield [calib[i:i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    KWS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    KWS_PATH.write_bytes(conv.convert())
+    return KWS_PATH
+
+
 def _m(n: float) -> str:
     return f"{n / 1e6:.2f}M"
 
@@ -156,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=2, help="random inputs per firmware")
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS),
                     help="which MLPerf Tiny models (default all)")
+    ap.add_argument("--kws", action="store_true",
+                    help="also a DS-CNN keyword spotter (MLPerf Tiny's KWS architecture)")
     args = ap.parse_args(argv)
     todo = [(n, MODELS[n]) for n in args.only] + [(p.stem, p) for p in args.models]
+    if args.kws:
+        todo.append(("ds_cnn_kws", ds_cnn_kws()))
     rows = [bench_model(n, p, args.samples) for n, p in todo]
     print(f"{'model':14} {'portable':>9} {'DSP':>8} {'port/DSP':>8} {'CMSIS-NN*':>9} "
           f"{'DSP/CMSIS':>9} | {'arena':>7} {'live':>7} {'in-place':>8} {'ar/ip':>6} "

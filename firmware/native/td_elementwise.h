@@ -29,6 +29,9 @@ typedef struct {
     int32_t input2_multiplier, input2_shift;
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
+    /* 1: the compiler proved the rescaled sum narrow (|sum << output left shift| < 2^30 for
+     * every pair of inputs): td_requantize_narrow applies (the inputs' rescaling always is). */
+    int32_t narrow;
     td_rows_t input1, input2, output;   /* rings only without broadcasting (streamed chains) */
 } td_add_params_t;
 

@@ -73,6 +73,22 @@ static inline int32_t td_requantize(int32_t x, int32_t multiplier, int32_t left_
     return (int32_t)((((magnitude + round) >> right_shift) ^ sign) - sign);
 }
 
+/*
+ * td_requantize for a narrow x (|x << left_shift| < 2^30, which the compiler proves before it
+ * lets a kernel take this road): the rounding doubling high multiply (x * m + 2^30) >> 31 equals
+ * (2x * m + 2^31) >> 32, one rounding most-significant-word multiply (td_mul_high_round), and
+ * |y| < 2^30 + 1 leaves room to round half away from zero by adding 2^(e-1) - [y < 0] before
+ * shifting right by e.
+ */
+static inline int32_t td_requantize_narrow(int32_t x, int32_t multiplier, int32_t left_shift,
+                                           int32_t right_shift)
+{
+    const int32_t y = td_mul_high_round((int32_t)((uint32_t)x << (left_shift + 1)), multiplier);
+    const int32_t round = (int32_t)((1u << right_shift) >> 1);
+    const int32_t negative = right_shift > 0 ? (y >> 31) : 0; /* -1 below zero */
+    return (y + round + negative) >> right_shift;
+}
+
 /* td_requantize with the shift as one exponent (> 0: left shift), as TFLM stores it. */
 static inline int32_t td_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
@@ -104,12 +120,8 @@ typedef struct {
 /*
  * Accumulators (bias included) of channels ch[0 .. n) to int8 outputs: MultiplyByQuantizedMultiplier,
  * + zero point, clamped to the activation range; acc0 -> out0 and, unless out1 is NULL, acc1 -> out1
- * (two pixels sharing each channel's parameters).
- *
- * Narrow accumulators (|x| = |acc << left_shift| < 2^30, proven by the compiler) take a shorter
- * exact road: the rounding doubling high multiply (x * m + 2^30) >> 31 equals (2x * m + 2^31) >> 32,
- * one rounding most-significant-word multiply (td_mul_high_round), and |y| < 2^30 + 1 leaves room
- * to round half away from zero by adding 2^(e-1) - [y < 0] before shifting right by e.
+ * (two pixels sharing each channel's parameters). Narrow ops (o->narrow) take
+ * td_requantize_narrow.
  */
 static inline void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
                                           const int32_t *acc0, int8_t *out0,
@@ -119,16 +131,12 @@ static inline void td_requantize_channels(const td_channel_t *ch, int32_t n, con
     int32_t i, v;
     if (o->narrow) {
         for (i = 0; i < n; ++i) {
-            const int32_t m = ch[i].multiplier, left = ch[i].left_shift + 1;
+            const int32_t m = ch[i].multiplier, left = ch[i].left_shift;
             const int32_t right = ch[i].right_shift;
-            const int32_t round = (int32_t)((1u << right) >> 1);
-            const int32_t negative = right > 0 ? -1 : 0; /* mask: subtract 1 below zero */
-            int32_t y = td_mul_high_round((int32_t)((uint32_t)acc0[i] << left), m);
-            v = (y + round + ((y >> 31) & negative)) >> right;
+            v = td_requantize_narrow(acc0[i], m, left, right);
             out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
             if (out1 != NULL) {
-                y = td_mul_high_round((int32_t)((uint32_t)acc1[i] << left), m);
-                v = (y + round + ((y >> 31) & negative)) >> right;
+                v = td_requantize_narrow(acc1[i], m, left, right);
                 out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
             }
         }

@@ -9,6 +9,8 @@ planner may ever choose (compiler.window_gap), so the in-place proof covers ever
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,36 @@ def test_corpus_exercises_every_kernel(corpus):
 
 def test_corpus_has_hundreds_of_cases():
     assert sum(len(g.branches) for g in native_corpus.groups()) >= 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", ["conv_a", "depthwise_a", "dense_per_channel", "elementwise"])
+def test_wide_requantization_is_bit_exact(group, corpus, kernel_archive, tmp_path, monkeypatch):
+    """Kernels requantize the short way only where the compiler proves accumulators narrow; the
+    general road (td_requantize) must agree too. Force it everywhere."""
+    from tinydeploy.native import ops, qparams
+
+    monkeypatch.setattr(ops, "narrow_accumulators", lambda *args: False)
+    monkeypatch.setattr(qparams, "add_narrow", lambda *args: False)
+    native_model = nativelib.compile_and_load(corpus[group], tmp_path, kernel_archive)
+    source = (tmp_path / "src" / "model.c").read_text()
+    assert ".narrow = 1" not in source and not NARROW_QUANT.search(source)
+    mismatches = _mismatches(corpus[group], native_model)
+    assert not mismatches, "\n".join(mismatches[:20])
+
+
+def test_narrow_bounds_hold_for_the_corpus(corpus):
+    """The bound the compiler proves is not vacuous: real layers are narrow."""
+    from tinydeploy.native import compiler
+    from tinydeploy import tflite as reader
+
+    program = compiler.build_program(reader.parse(corpus["conv_a"]))
+    source = "\n".join(d for _, lowered in program.steps for d in lowered.decls)
+    assert len(NARROW_QUANT.findall(source)) >= 20
+    program = compiler.build_program(reader.parse(corpus["elementwise"]))
+    source = "\n".join(d for _, lowered in program.steps for d in lowered.decls)
+    assert source.count(".narrow = 1") >= 5
+
+
+# td_output_t {output zero point, act_min, act_max, narrow} with narrow = 1
+NARROW_QUANT = re.compile(r"\.quant = \{-?\d+, -?\d+, -?\d+, 1\}")

@@ -356,10 +356,12 @@ def lower_add(ctx: Context, op) -> Lowered:
     _require_int8(op, a, b, out)
     act_min, act_max = _activation(op, out)
     name = f"op{op.index}"
+    rescale = qparams.add_params(a.scale, b.scale, out.scale)
     fields = {"shape": _broadcast(op, a, b, out), "input1_offset": -a.zero_point,
-              "input2_offset": -b.zero_point, "output_offset": out.zero_point,
-              **qparams.add_params(a.scale, b.scale, out.scale),
-              "act_min": act_min, "act_max": act_max, "input1": ctx.rows(op.inputs[0]),
+              "input2_offset": -b.zero_point, "output_offset": out.zero_point, **rescale,
+              "act_min": act_min, "act_max": act_max,
+              "narrow": int(qparams.add_narrow(rescale, -a.zero_point, -b.zero_point)),
+              "input1": ctx.rows(op.inputs[0]),
               "input2": ctx.rows(op.inputs[1]), "output": ctx.rows(op.outputs[0])}
     return _call("td_elementwise", "td_add_s8", "td_add_params_t", name, [], fields)
 

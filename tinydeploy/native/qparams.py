@@ -137,3 +137,30 @@ def padding_before(padding: str, in_size: int, filter_size: int, stride: int,
     effective = (filter_size - 1) * dilation + 1
     total = max(0, (out - 1) * stride + effective - in_size)
     return total // 2
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier on Python ints (the int32 wrap of the left shift
+    included), for bounds the compiler proves about what kernels will compute."""
+    shifted = ((x << max(shift, 0)) + 2**31) % 2**32 - 2**31
+    if shifted == multiplier == -2**31:
+        high = 2**31 - 1
+    else:
+        high = (shifted * multiplier + (1 << 30)) >> 31
+    right = max(-shift, 0)
+    if right == 0:
+        return high
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if (high & mask) > threshold else 0)
+
+
+def add_narrow(params: dict, offset1: int, offset2: int) -> bool:
+    """Whether an ADD's rescaled sum, shifted left as the output requantization does, stays
+    below 2^30 for every pair of int8 inputs (td_requantize_narrow's condition)."""
+    def largest(offset: int, m: int, s: int) -> int:
+        return max(abs(multiply_by_quantized_multiplier((q + offset) << params["left_shift"],
+                                                        m, s)) for q in (-128, 127))
+    total = (largest(offset1, params["input1_multiplier"], params["input1_shift"])
+             + largest(offset2, params["input2_multiplier"], params["input2_shift"]))
+    return total * 2 ** max(params["output_shift"], 0) < 2**30
