@@ -75,6 +75,17 @@ def _capture_stderr(fn) -> str:
         return tmp.read().decode("utf-8", "replace")
 
 
+def wheel_reference_name() -> str:
+    """How reports name this reference: the wheel and its version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        wheel = f"tflite_micro {version('tflite-micro')}"
+    except PackageNotFoundError:
+        wheel = "tflite_micro"
+    return f"{wheel} (TFLM reference kernels, the wheel)"
+
+
 class Reference:
     """A TFLM interpreter over one model: run samples, read the arena record."""
 
@@ -93,13 +104,11 @@ class Reference:
 
     @property
     def name(self) -> str:
-        from importlib.metadata import PackageNotFoundError, version
+        return wheel_reference_name()
 
-        try:
-            wheel = f"tflite_micro {version('tflite-micro')}"
-        except PackageNotFoundError:
-            wheel = "tflite_micro"
-        return f"{wheel} (TFLM reference kernels, the wheel)"
+    def outputs(self, samples) -> list[list[np.ndarray]]:
+        """Every sample's outputs (samples on axis 0, each shaped like the model input)."""
+        return [self.invoke([sample]) for sample in samples]
 
     def input_details(self, i: int = 0) -> dict:
         return self._ip.get_input_details(i)

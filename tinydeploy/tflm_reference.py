@@ -71,6 +71,11 @@ def _load(so: Path) -> ctypes.CDLL:
     return dll
 
 
+def library_reference_name(lib: tflm_lib.TflmLibrary) -> str:
+    """How reports name this reference: the library, built for the host."""
+    return f"{lib.name} {lib.version} (host build of the device's library)"
+
+
 class LibraryReference:
     """TFLM of the given library, on this host, over one model (same interface as
     :class:`tinydeploy.reference.Reference`: ``invoke(inputs) -> outputs``)."""
@@ -95,7 +100,11 @@ class LibraryReference:
 
     @property
     def name(self) -> str:
-        return f"{self.library.name} {self.library.version} (host build of the device's library)"
+        return library_reference_name(self.library)
+
+    def outputs(self, samples) -> list[list[np.ndarray]]:
+        """Every sample's outputs (samples on axis 0, each shaped like the model input)."""
+        return [self.invoke([sample]) for sample in samples]
 
     def close(self) -> None:
         if getattr(self, "_ref", None):

@@ -101,8 +101,11 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
 
     ``link`` is a connected :class:`tinydeploy.link.DeviceLink`; its handshake must report the
     SHA-256 of ``model_bytes`` (a device running another model is refused before any sample).
-    ``reference`` has ``invoke(inputs) -> outputs`` and a ``name`` (default: the ``tflite_micro``
-    wheel, see :func:`reference_for`). ``progress(done, total)`` is called after each sample.
+    ``reference`` has ``outputs(samples) -> [outputs of each sample]`` and a ``name`` (default:
+    the ``tflite_micro`` wheel in this process; :func:`reference_for` gives the one a runtime is
+    held to, in a worker process). The reference runs on all samples before the device does, so a
+    model the reference cannot run fails before the device is touched. ``progress(done, total)``
+    is called after each sample.
     """
     import hashlib
 
@@ -128,13 +131,13 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
     q_inputs = quantize_input(x, in_spec).reshape((len(x),) + tuple(in_spec.shape))
 
     reference = reference or Reference(model_bytes)
-    device_out, ref_out, lat, cycles = [], [], [], []
+    ref_out = reference.outputs(q_inputs)
+    device_out, lat, cycles = [], [], []
     moved = 0
     start = time.perf_counter()
     for i, sample in enumerate(q_inputs):
         outs, timing = link.run([sample])
         device_out.append([np.asarray(o).reshape(s.shape) for o, s in zip(outs, out_specs)])
-        ref_out.append(reference.invoke([sample]))
         lat.append(timing.device_us)
         cycles.append(timing.cycles)
         moved += sample.nbytes + sum(np.asarray(o).nbytes for o in outs)
@@ -146,14 +149,58 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
     return report
 
 
-def reference_for(runtime: str, model_bytes: bytes, library=None, progress=None):
-    """The reference a device running ``runtime`` is compared with: for "tflm", ``library`` (a
-    tinydeploy.tflm_lib.TflmLibrary) built for the host when given; otherwise the wheel."""
-    if runtime == "tflm" and library is not None:
+REFERENCE_CRASH_FIX = ("TFLM crashed on this model on the host (a kernel's Prepare aborts on some "
+                       "degenerate quantization, e.g. an untrained model's near-zero logits); check "
+                       "the model with 'tinydeploy inspect' and that it is trained")
+
+
+def reference_for(runtime: str, model_bytes: bytes, library=None, progress=None) -> "IsolatedReference":
+    """The reference a device running ``runtime`` is held to: for "tflm", ``library`` (a
+    tinydeploy.tflm_lib.TflmLibrary) built for the host when given; otherwise the wheel. It runs in
+    tinydeploy's worker process (tinydeploy.isolation), where a crash of TFLM on a strange model
+    is one error line instead of the end of the tool."""
+    return IsolatedReference(runtime if library is not None else "native", model_bytes, library,
+                             progress)
+
+
+class IsolatedReference:
+    """The host reference, computed in the worker process."""
+
+    def __init__(self, runtime: str, model_bytes: bytes, library=None, progress=None):
+        self.runtime, self.model_bytes, self.library = runtime, model_bytes, library
+        if runtime == "tflm":
+            from tinydeploy.tflm_reference import host_library, library_reference_name
+
+            host_library(library, progress)  # compiled here (minutes, once), loaded in the worker
+            self.name = library_reference_name(library)
+        else:
+            from tinydeploy.reference import wheel_reference_name
+
+            self.name = wheel_reference_name()
+
+    def outputs(self, samples) -> list[list[np.ndarray]]:
+        from tinydeploy import isolation
+
+        root = str(self.library.root) if self.runtime == "tflm" else None
+        return isolation.run("tinydeploy.validate", "reference_outputs", self.runtime,
+                             self.model_bytes, root, np.asarray(samples),
+                             crash_fix=REFERENCE_CRASH_FIX)
+
+
+def reference_outputs(runtime: str, model_bytes: bytes, library_root: str | None,
+                      samples: np.ndarray) -> list[list[np.ndarray]]:
+    """Every sample's outputs on the reference (what IsolatedReference runs in the worker)."""
+    from tinydeploy import isolation
+
+    isolation.stage("running the host reference (TFLM) on the samples", REFERENCE_CRASH_FIX)
+    if runtime == "tflm":
+        from tinydeploy.tflm_lib import library_at
         from tinydeploy.tflm_reference import LibraryReference
 
-        return LibraryReference(model_bytes, library, progress)
-    return Reference(model_bytes)
+        reference = LibraryReference(model_bytes, library_at(library_root, "the project"))
+    else:
+        reference = Reference(model_bytes)
+    return reference.outputs(samples)
 
 
 def _compare(device_out, ref_out, out_specs, y, tolerance, lat, cycles, info, moved, wall):
