@@ -8,6 +8,37 @@
 /* Rows done per pass: their sums wait in a small buffer and are then requantized together. */
 #define TD_GEMM_BLOCK 32
 
+#if TD_DSP
+/* Four weights of each row of a pair: two words from a 4-byte aligned address (the compiler
+ * aligns the weights, td_gemm.h), the pointer moved on. GCC does not pair the two loads into
+ * one LDRD by itself. */
+static inline void load_row_pair(const int8_t **w, uint32_t *r0, uint32_t *r1)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*r0), "=r"(*r1), "+r"(*w));
+}
+
+/* s00 += x.row0, s01 += x.row1, s10 += y.row0, s11 += y.row1 over 4 elements */
+#define TD_DOT_2X2_STEP()                                                          \
+    do {                                                                           \
+        uint32_t r0_, r1_;                                                         \
+        const uint32_t x_ = td_load4(x0), y_ = td_load4(x1);                       \
+        int32_t re_, ro_;                                                          \
+        const int32_t xe_ = td_lanes02(x_), xo_ = td_lanes13(x_);                  \
+        const int32_t ye_ = td_lanes02(y_), yo_ = td_lanes13(y_);                  \
+        x0 += 4;                                                                   \
+        x1 += 4;                                                                   \
+        load_row_pair(&w, &r0_, &r1_);                                             \
+        re_ = td_lanes02(r0_);                                                     \
+        ro_ = td_lanes13(r0_);                                                     \
+        s00 = __smlad(xe_, re_, __smlad(xo_, ro_, s00));                           \
+        s10 = __smlad(ye_, re_, __smlad(yo_, ro_, s10));                           \
+        re_ = td_lanes02(r1_);                                                     \
+        ro_ = td_lanes13(r1_);                                                     \
+        s01 = __smlad(xe_, re_, __smlad(xo_, ro_, s01));                           \
+        s11 = __smlad(ye_, re_, __smlad(yo_, ro_, s11));                           \
+    } while (0)
+#endif
+
 /*
  * s[0] += x0.row0, s[1] += x0.row1, s[2] += x1.row0, s[3] += x1.row1 for an interleaved row pair
  * at w (4 bytes of row0, 4 of row1, ...).
@@ -16,21 +47,12 @@ static void dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t
                     int32_t *s)
 {
     int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
-    for (; depth > 0; depth -= 4, x0 += 4, x1 += 4, w += 8) {
 #if TD_DSP
-        const uint32_t r0 = td_load4(w), r1 = td_load4(w + 4);
-        const int32_t r0e = td_lanes02(r0), r0o = td_lanes13(r0);
-        const int32_t r1e = td_lanes02(r1), r1o = td_lanes13(r1);
-        uint32_t x = td_load4(x0);
-        int32_t xe = td_lanes02(x), xo = td_lanes13(x);
-        s00 = __smlad(xe, r0e, __smlad(xo, r0o, s00));
-        s01 = __smlad(xe, r1e, __smlad(xo, r1o, s01));
-        x = td_load4(x1);
-        xe = td_lanes02(x);
-        xo = td_lanes13(x);
-        s10 = __smlad(xe, r0e, __smlad(xo, r0o, s10));
-        s11 = __smlad(xe, r1e, __smlad(xo, r1o, s11));
+    for (; depth > 0; depth -= 4) {
+        TD_DOT_2X2_STEP();
+    }
 #else
+    for (; depth > 0; depth -= 4, x0 += 4, x1 += 4, w += 8) {
         int32_t i;
         for (i = 0; i < 4; ++i) {
             s00 += x0[i] * w[i];
@@ -38,8 +60,8 @@ static void dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w, int32_t
             s10 += x1[i] * w[i];
             s11 += x1[i] * w[4 + i];
         }
-#endif
     }
+#endif
     s[0] = s00;
     s[1] = s01;
     s[2] = s10;

@@ -11,7 +11,8 @@
  *   whatever the vectors hold in the padding adds nothing);
  * - weights: rows in pairs (0,1), (2,3), ...; a pair is interleaved in 4-byte chunks: chunk 0 of
  *   the first row, chunk 0 of the second, chunk 1 of the first, ... An odd last row follows
- *   plainly;
+ *   plainly. The array starts 4-byte aligned (every pair then does too), so the DSP path loads
+ *   a chunk of both rows with one LDRD;
  * - vectors: plain, `depth` int8 each (readable up to depth even if the data is shorter);
  * - channels: per row, the bias with the input offset folded in (bias + input_offset * sum of the
  *   row's weights: the sum over the window of w * (x + input_offset) without the add per product)

@@ -20,6 +20,16 @@ def c_array(ctype: str, name: str, values: Iterable, *, static: bool = True) -> 
     return f"{prefix} {ctype} {name}[{max(len(vals), 1)}] = {{\n    {body}\n}};\n"
 
 
+def c_aligned_array(name: str, values: Iterable) -> str:
+    """An int8 array aligned to 4 bytes, portably: the array shares a union with an int32_t (the
+    data is ``name.v``). Kernels may then load its words two at a time (LDRD)."""
+    body = c_array("int8_t", "v", values, static=False)
+    vals = body[body.index("{") + 1:body.rindex("}")].strip()
+    n = body[body.index("[") + 1:body.index("]")]
+    return (f"static const union {{\n    int32_t align;\n    int8_t v[{n}];\n}} {name} = "
+            f"{{.v = {{\n    {vals}\n}}}};\n")
+
+
 def c_struct_array(ctype: str, name: str, rows: Iterable[Iterable]) -> str:
     """``static const ctype name[n] = {{...}, ...};``: one brace-enclosed row per element."""
     body = ",\n    ".join("{" + ", ".join(_c_value(v) for v in row) + "}" for row in rows)
@@ -55,11 +65,15 @@ def _c_number(v: object) -> str:
 _SIZEOF = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8,
            "td_channel_t": 12}
 _ARRAY_DECL = re.compile(r"^(?:static )?const (\w+) \w+\[(\d+)\]", re.M)
+_ALIGNED_DECL = re.compile(r"^static const union \{\n    int32_t align;\n    int8_t v\[(\d+)\]")
 
 
 def decl_bytes(decl: str) -> int:
     """Approximate flash bytes of one definition made by c_array / c_struct (4 per struct field,
     flattening nested braces)."""
+    m = _ALIGNED_DECL.match(decl)
+    if m:
+        return int(m.group(1))
     m = _ARRAY_DECL.match(decl)
     if m:
         return _SIZEOF.get(m.group(1), 4) * int(m.group(2))

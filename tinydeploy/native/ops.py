@@ -16,7 +16,7 @@ import numpy as np
 
 from tinydeploy.errors import UnsupportedOpError
 from tinydeploy.native import qparams
-from tinydeploy.native.cgen import c_array, c_struct, c_struct_array
+from tinydeploy.native.cgen import c_aligned_array, c_array, c_struct, c_struct_array
 
 # Ops whose output is the input's bytes under another shape: planned as aliases, no code.
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
@@ -137,7 +137,7 @@ def _gemm_decls(name: str, rows: np.ndarray, groups: int, bias: np.ndarray, inpu
     accumulators are narrow (inputs are raw int8 once the offset is folded: |x| <= 128)."""
     folded = fold_input_offset(bias, rows, input_offset)
     narrow = narrow_accumulators(folded, np.abs(rows.astype(np.int64)).sum(axis=1), 128, shifts)
-    return ([c_array("int8_t", f"{name}_weights", gemm_weights(rows, groups)),
+    return ([c_aligned_array(f"{name}_weights", gemm_weights(rows, groups)),
              _channel_table(name, folded, mults, shifts)], narrow)
 
 
@@ -179,7 +179,7 @@ def lower_conv_2d(ctx: Context, op) -> Lowered:
     fields = {**_window_geometry(op, inp, out, kh, kw), "k_c": kc,
               "depth": gemm_depth(kh * kw * kc), "gather": int(gather),
               "pad_value": inp.zero_point, "quant": _output_fields(op, out, narrow),
-              "channels": f"{name}_channels", "weights": f"{name}_weights",
+              "channels": f"{name}_channels", "weights": f"{name}_weights.v",
               "input": ctx.rows(op.inputs[0]), "output": ctx.rows(op.outputs[0]),
               "scratch": ctx.scratch(op.index) if gather else "NULL"}
     return _call("td_conv", "td_conv_s8", "td_conv_params_t", name, decls,
@@ -287,7 +287,7 @@ def lower_fully_connected(ctx: Context, op) -> Lowered:
                                 -inp.zero_point, mults, shifts)
     fields = {"batches": out.size // out_depth, "accum_depth": accum, "out_depth": out_depth,
               "depth": gemm_depth(accum), "quant": _output_fields(op, out, narrow),
-              "channels": f"{name}_channels", "weights": f"{name}_weights",
+              "channels": f"{name}_channels", "weights": f"{name}_weights.v",
               "input": ctx.ptr(op.inputs[0]), "output": ctx.ptr(op.outputs[0]),
               "scratch": ctx.scratch(op.index) if accum % 4 else "NULL"}
     return _call("td_fully_connected", "td_fully_connected_s8", "td_fully_connected_params_t",
