@@ -90,9 +90,22 @@ class TflmArena:
                 "host_64bit_persistent": self.host.tail}
 
 
+def allocation_record(model_bytes: bytes) -> AllocationRecord:
+    """TFLM's recording allocator on this model, run in tinydeploy's worker process: a model that
+    crashes TFLM's Prepare (an abort in a kernel) is one error line, not the end of the tool."""
+    from tinydeploy import isolation
+
+    if isolation.in_worker():
+        return Reference(model_bytes).allocations()
+    return isolation.run("tinydeploy.memory", "allocation_record", model_bytes,
+                         crash_fix="TFLM crashed preparing this model on the host; check it with "
+                                   "'tinydeploy inspect' (a degenerate quantization, an op version "
+                                   "TFLM lacks) and that the model is trained")
+
+
 def tflm_arena(model_bytes: bytes, analysis: Analysis, record: AllocationRecord | None = None
                ) -> TflmArena:
-    record = record or Reference(model_bytes).allocations()
+    record = record or allocation_record(model_bytes)
     saved = _ALLOCATOR_OBJECTS_32BIT
     for category, per_alloc in _PERSISTENT_32BIT.items():
         saved += per_alloc * record.count(category)
