@@ -23,23 +23,7 @@ STREAMED_GROUPS = ["blocks", "networks"]
 
 def every_stream(graph, dead) -> list[stream.Stream]:
     """From each op on, the longest run that can be a stream (runs do not overlap)."""
-    consumers: dict[int, list[int]] = {}
-    for op in graph.operators:
-        if op.index not in dead:
-            for idx in op.inputs:
-                consumers.setdefault(idx, []).append(op.index)
-    found, a, n = [], 0, len(graph.operators)
-    while a < n:
-        for b in range(min(a + stream.MAX_STAGES, n) - 1, a, -1):
-            ops = list(range(a, b + 1))
-            s = None if set(ops) & dead else stream.make_stream(graph, ops, consumers,
-                                                                 set(graph.outputs))
-            if s is not None:
-                found.append(s)
-                a = b
-                break
-        a += 1
-    return found
+    return stream.longest_streams(graph, dead)
 
 
 @pytest.fixture

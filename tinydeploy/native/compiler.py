@@ -327,11 +327,7 @@ def _profile(graph: tflite.Subgraph, dead: set[int], streams: list[Stream]) -> d
 def choose_streams(graph: tflite.Subgraph, dead: set[int]) -> list[Stream]:
     """Streams that lower the arena's lower bound: repeatedly, the run of ops around the
     busiest op that, streamed, lowers the busiest moment most (stream.py says what may be one)."""
-    consumers: dict[int, list[int]] = {}
-    for op in graph.operators:
-        if op.index not in dead:
-            for idx in op.inputs:
-                consumers.setdefault(idx, []).append(op.index)
+    consumers = stream.consumers_of(graph, dead)
     outputs = set(graph.outputs)
     n_ops = len(graph.operators)
     chosen: list[Stream] = []

@@ -108,6 +108,35 @@ def make_stream(graph, op_indices: list[int], consumers: dict[int, list[int]],
     return stream
 
 
+def consumers_of(graph, dead: set[int]) -> dict[int, list[int]]:
+    """tensor -> the (live) ops that read it."""
+    found: dict[int, list[int]] = {}
+    for op in graph.operators:
+        if op.index not in dead:
+            for idx in op.inputs:
+                found.setdefault(idx, []).append(op.index)
+    return found
+
+
+def longest_streams(graph, dead: set[int], taken: set[int] = frozenset()) -> list[Stream]:
+    """From the first op on, the longest run that can be a stream, then from the op after it,
+    and so on (runs never include dead ops or ops in `taken`)."""
+    consumers, outputs = consumers_of(graph, dead), set(graph.outputs)
+    found, a, n = [], 0, len(graph.operators)
+    while a < n:
+        for b in range(min(a + MAX_STAGES, n) - 1, a, -1):
+            ops = list(range(a, b + 1))
+            if set(ops) & (dead | taken):
+                continue
+            s = make_stream(graph, ops, consumers, outputs)
+            if s is not None:
+                found.append(s)
+                a = b
+                break
+        a += 1
+    return found
+
+
 def _simulate(graph, stages, produced: dict[int, int], stream: Stream) -> None:
     """Record the demand-driven row order; size the rings and the output's gaps from it."""
     n = len(stages)
