@@ -1,7 +1,8 @@
 """pytest plugin for hardware-in-the-loop tests (installed with tinydeploy; entry point ``tinydeploy``).
 
-Options: ``--tinydeploy-board ID`` (default ``qemu-m4``) and ``--tinydeploy-port PORT``. With no
-port, tests run on the emulated board, so the same tests run in CI and on a desk with a board
+Options: ``--tinydeploy-board ID`` (default ``qemu-m4``), ``--tinydeploy-port PORT`` and
+``--tinydeploy-tflm-lib DIR`` (the TFLM library a tflm firmware is built with and whose host build
+is the reference; default ``$TINYDEPLOY_TFLM_LIB``). With no port, tests run on the emulated board, so the same tests run in CI and on a desk with a board
 plugged in. The ``tinydeploy_device`` fixture builds, flashes and starts a model and hands the test
 a :class:`Dut` (device under test)::
 
@@ -30,6 +31,9 @@ def pytest_addoption(parser):
                     help=f"board profile to test on (default {DEFAULT_BOARD}, emulated)")
     group.addoption("--tinydeploy-port", default=None, metavar="PORT",
                     help="serial port of a connected board (default: the emulated board)")
+    group.addoption("--tinydeploy-tflm-lib", default=None, metavar="DIR",
+                    help="TFLM library for tflm firmware and its reference (default: "
+                         "$TINYDEPLOY_TFLM_LIB)")
 
 
 class Dut:
@@ -57,7 +61,12 @@ class Dut:
     def validate(self, x, y=None, *, tolerance: int = 0):
         from tinydeploy.validate import validate
 
-        return validate(self.link, self.model_bytes, np.asarray(x), y, tolerance=tolerance)
+        from tinydeploy.validate import reference_for
+
+        library = self.project.tflm_library() if self.project.runtime == "tflm" else None
+        reference = reference_for(self.project.runtime, self.model_bytes, library)
+        return validate(self.link, self.model_bytes, np.asarray(x), y, tolerance=tolerance,
+                        reference=reference)
 
     def expect_bit_exact(self, x, y=None, *, tolerance: int = 0):
         """Validate and fail the test, with the report, unless every sample agrees."""
@@ -80,16 +89,20 @@ def tinydeploy_device(request, tinydeploy_board, tmp_path):
     from tinydeploy.build import build, prepare
     from tinydeploy.device import flash, open_project, running
 
+    from tinydeploy.tflm_lib import find_library
+
     port = request.config.getoption("--tinydeploy-port")
+    lib_option = request.config.getoption("--tinydeploy-tflm-lib")
     stack = contextlib.ExitStack()
 
     def start(model, *, calib: str | None = None, runtime: str | None = None) -> Dut:
-        prepared = prepare(Path(model), calib=calib)
+        library = find_library(lib_option)
+        prepared = prepare(Path(model), calib=calib, tflm_library=library)
         out = tmp_path / f"{prepared.name}-{tinydeploy_board.id}"
         result = build(prepared, tinydeploy_board, runtime=runtime, out_dir=out)
         if result.out_dir is None:
             pytest.fail(f"model does not fit: {result.check.verdict()}")
-        project = open_project(result.out_dir)
+        project = open_project(result.out_dir, str(library.root) if library else None)
         if port is not None or project.kind == "baremetal":
             flash(project, port)
         link = stack.enter_context(running(project, port))

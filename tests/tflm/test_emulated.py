@@ -132,3 +132,15 @@ def test_flash_verdict_is_never_below_the_real_firmware(tmp_path, tflm_lib, digi
     flash = json.loads(built.stdout)["check"]["flash"]
     firmware = build_firmware(open_project(tmp_path / "d", str(tflm_lib)))
     assert firmware.flash_bytes <= flash["used"] <= firmware.flash_bytes * 1.25
+
+
+def test_the_pytest_plugin_runs_tflm_firmware_against_its_own_library(tinydeploy_device, tflm_lib,
+                                                                      monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("TINYDEPLOY_TFLM_LIB", str(tflm_lib))
+    digits = EXAMPLES / "digits"
+    dut = tinydeploy_device(digits / "digits.keras", calib=str(digits / "calib.npz"), runtime="tflm")
+    data = np.load(digits / "eval.npz")
+    report = dut.expect_bit_exact(data["x"][:40], data["y"][:40])
+    assert dut.info.runtime == "tflm" and LIBRARY_NAME in report.reference
