@@ -102,6 +102,15 @@ def pool_branch(rng: random.Random) -> Branch:
     return Branch("pool", p, [(shape, *_range(rng))])
 
 
+def large_pool_branch(rng: random.Random) -> Branch:
+    """Windows of more than 256 taps (the DSP average pool sums in 16 bits only up to 256)."""
+    k = [rng.randint(15, 20), rng.randint(17, 20)]
+    p = {"op": rng.choice(["avg", "max"]), "pool": k, "strides": [rng.randint(1, 3), 1],
+         "padding": rng.choice(["same", "valid"])}
+    shape = [rng.randint(k[0], 22), rng.randint(k[1], 22), rng.randint(3, 9)]
+    return Branch("pool", p, [(shape, *_range(rng))])
+
+
 def elementwise_branch(rng: random.Random) -> Branch:
     shape = [rng.randint(1, 6), rng.randint(1, 6), rng.randint(1, 8)]
     other = list(shape)
@@ -188,6 +197,7 @@ def groups() -> list[Group]:
         Group("dense", _branches(dense_branch, 20, 31)),
         Group("dense_per_channel", _branches(dense_branch, 16, 32), quant="dense_per_channel"),
         Group("pool", _branches(pool_branch, 28, 41)),
+        Group("pool_large", _branches(large_pool_branch, 8, 42)),
         Group("elementwise", _branches(elementwise_branch, 30, 51)),
         Group("misc", _branches(misc_branch, 28, 61)),
         Group("activation", _branches(activation_branch, 16, 71)),
