@@ -567,6 +567,11 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
+from tinydeploy.export_cli import export as _export  # noqa: E402 - needs the options above
+
+cli.add_command(_export)
+
+
 def main() -> None:
     """The console entry point: click's own usage errors become one ``error:`` line too."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
