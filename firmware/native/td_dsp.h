@@ -31,6 +31,14 @@
 #define TD_NOINLINE
 #endif
 
+/* A helper defined in a header and kept out of line: one copy in each kernel file that calls
+ * it (from any number of places), none in those that do not. */
+#if defined(__GNUC__)
+#define TD_SHARED_HELPER static __attribute__((noinline, unused))
+#else
+#define TD_SHARED_HELPER static
+#endif
+
 /* Four int8 lanes from any address, as one word (lane 0 in the low byte on little-endian cores).
  * memcpy is the portable spelling; on Armv7-M it compiles to a single (unaligned) LDR. */
 static inline uint32_t td_load4(const int8_t *p)
@@ -46,7 +54,7 @@ static inline void td_store4(int8_t *p, uint32_t v)
 }
 
 /* Copy n int8 a word at a time (newlib-nano's memcpy goes byte by byte). */
-static inline void td_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
+TD_SHARED_HELPER void td_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
 {
     for (; n >= 4; n -= 4, dst += 4, src += 4) {
         td_store4(dst, td_load4(src));
@@ -56,7 +64,7 @@ static inline void td_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
     }
 }
 
-static inline void td_fill_s8(int8_t *dst, int8_t value, int32_t n)
+TD_SHARED_HELPER void td_fill_s8(int8_t *dst, int8_t value, int32_t n)
 {
     const uint32_t word = (uint32_t)(uint8_t)value * 0x01010101u;
     for (; n >= 4; n -= 4, dst += 4) {

@@ -121,9 +121,9 @@ typedef struct {
  * Accumulators (bias included) of channels ch[0 .. n) to int8 outputs: MultiplyByQuantizedMultiplier,
  * + zero point, clamped to the activation range; acc0 -> out0 and, unless out1 is NULL, acc1 -> out1
  * (two pixels sharing each channel's parameters). Narrow ops (o->narrow) take
- * td_requantize_narrow.
+ * td_requantize_narrow. Kept out of line: one copy per kernel file, however many call sites.
  */
-static inline void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
+TD_SHARED_HELPER void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
                                           const int32_t *acc0, int8_t *out0,
                                           const int32_t *acc1, int8_t *out1)
 {

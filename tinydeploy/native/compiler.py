@@ -18,7 +18,7 @@ from tinydeploy.native import ops as native_ops
 from tinydeploy.native import qparams, stream
 from tinydeploy.native.cgen import c_array
 from tinydeploy.native.planner import (ALIGNMENT, ArenaPlan, Overlap, _valid_overlaps,
-                                       build_buffers, in_place_profile, plan_arena)
+                                       build_buffers, in_place_profile, live_bound, plan_arena)
 from tinydeploy.native.stream import Stream
 
 C_TYPES = {"INT8": "int8_t", "INT32": "int32_t", "FLOAT32": "float", "INT16": "int16_t",
@@ -49,6 +49,11 @@ class Program:
     families: list[str]                             # kernel families used, in first-use order
     tensors: dict[int, TensorPlan] = field(default_factory=dict)
     streams: list[Stream] = field(default_factory=list)   # ops run row by row (stream.py)
+    # Lower bounds of the arena for the model's own op order, every tensor whole: the largest
+    # set of tensors live during one op, and the same with outputs over dying inputs as the
+    # kernels allow. (arena.in_place_bound is the latter for the order as run, streams and all.)
+    live_bound: int = 0
+    in_place_bound: int = 0
 
     @property
     def ops_used(self) -> list[str]:
@@ -355,6 +360,13 @@ def choose_streams(graph: tflite.Subgraph, dead: set[int]) -> list[Stream]:
     return sorted(chosen, key=lambda s: s.first)
 
 
+def _unstreamed_bounds(graph: tflite.Subgraph, dead: set[int]) -> tuple[int, int]:
+    sizes, uses, aliases = _lifetimes(graph, dead)
+    by_tensor = build_buffers(sizes, uses, aliases)
+    buffers = list({id(b): b for b in by_tensor.values()}.values())
+    return live_bound(buffers), max(_profile(graph, dead, []).values(), default=0)
+
+
 def build_program(model: tflite.Model) -> Program:
     """Lower every op and plan the arena. Raises UnsupportedOpError naming any op it cannot run."""
     graph = _check_graph(model)
@@ -389,6 +401,7 @@ def build_program(model: tflite.Model) -> Program:
         families.append("td_stream")
     program = Program(model=model, steps=steps, arena=arena, constants=ctx.constants,
                       families=families, streams=streams)
+    program.live_bound, program.in_place_bound = _unstreamed_bounds(graph, dead)
     flash = set(ctx.constants) | set(ctx.relaid)
     for idx in sorted({i for i in arena.offsets if i >= 0} | flash | set(ctx.rings)):
         t = graph.tensors[idx]
