@@ -86,7 +86,7 @@ def check_format(board: BoardProfile, fmt: str, runtime: str | None = None) -> s
     if fmt != "folder" and board.platformio is None:
         raise InputError(f"board {board.id} is emulated, and a {fmt} is a library for a real "
                          "board's PlatformIO or Arduino build",
-                         "use --format folder, or a real board's id (see 'tinydeploy boards')")
+                         "use --format folder, or a real board's id from 'tinydeploy boards'")
     return runtime
 
 
@@ -123,8 +123,8 @@ def open_target(out: str | Path, fmt: str) -> Target:
                              "check its permissions, or choose another -o") from None
         if not empty:
             raise InputError(f"{shown} holds files that tinydeploy did not export (it has no "
-                             f"{MANIFEST})", "give -o a new or empty folder (the export creates "
-                                             "it); an export never writes among files of yours")
+                             f"{MANIFEST})", "give -o a new or empty folder, which the export "
+                                             "creates; an export never writes among your files")
     output._check_writable(path, shown)
     return Target(path, shown, fmt, True, previous)
 
@@ -549,8 +549,7 @@ def _library_properties(library: str, version: str, model_name: str, board: Boar
              f"sentence={_properties_value(_description(model_name, board, runtime))}",
              "paragraph=Generated: re-run tinydeploy export to update it. The API is "
              "tinydeploy_model.h; see README.md.",
-             "category=Data Processing", "url=https://github.com/tinydeploy/tinydeploy",
-             "architectures=*", f"includes={API_HEADER}"]
+             "category=Data Processing", "architectures=*", f"includes={API_HEADER}"]
     if depends:
         lines.append(f"depends={depends}")
     return "\n".join(lines) + "\n"
@@ -646,15 +645,15 @@ def _update(root: Path, manifest: dict, target: Target, force: bool,
                 edited.append(rel)
             to_remove.append(rel)
     if theirs:
-        raise InputError(f"{target.shown} holds {_some(theirs)} where the export would write, and "
-                         f"tinydeploy did not write {'it' if len(theirs) == 1 else 'them'} (not in "
-                         f"{MANIFEST})", "move or rename your file(s); an export never overwrites "
-                                         "files it did not write")
+        raise InputError(f"{target.shown} holds {_some(theirs)} where the export writes, and "
+                         f"tinydeploy did not write {'it' if len(theirs) == 1 else 'them'}",
+                         f"move or rename your file{'s' if len(theirs) > 1 else ''}: an export "
+                         f"never overwrites a file its {MANIFEST} does not list")
     if edited and not force:
         raise InputError(f"{_some(edited)} in {target.shown} changed since tinydeploy exported "
                          f"{'it' if len(edited) == 1 else 'them'}",
-                         "move your changes out of the export (its files are replaced on every "
-                         "export), or pass --force to replace them")
+                         "move your changes out of the export, whose files are replaced on every "
+                         "export, or pass --force to replace them")
     changes = _changes(previous, new)
     if changes is not None:   # a folder emptied by the user is compared with the manifest, too
         changes.removed = [rel for rel in changes.removed if rel in to_remove]
