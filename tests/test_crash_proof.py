@@ -386,7 +386,7 @@ def test_two_builds_into_one_folder_one_wins_and_the_loser_says_so(tmp_path):
     import hashlib
 
     models = {"ad01": AD01, "ic": IC}
-    for attempt in range(5):
+    for attempt in range(3):
         out = tmp_path / f"out{attempt}"
         procs = {name: subprocess.Popen(
             [sys.executable, "-m", "tinydeploy", "build", str(path), "--board", "qemu-m4", "-o",
@@ -686,15 +686,15 @@ def _tflm_outcome(data: bytes) -> str:
 
 @pytest.mark.slow
 def test_mutated_models_that_would_crash_tflm_are_refused_by_the_reader():
-    """300 seeded mutations of a real model: the reader refuses with a ModelError or accepts, never
-    raises anything else; no accepted one crashes TFLM (before: 18 of 600 crashed it, 42 were
-    rejected by TFLM after our reader accepted them)."""
+    """200 seeded mutations of a real model: the reader refuses with a ModelError or accepts, never
+    raises anything else; no accepted one crashes TFLM. (The reader before issue 9 accepted 3 of
+    these that crash TFLM with SIGSEGV and 17 that TFLM rejects; now 0 and 2.)"""
     from tinydeploy import tflite
     from tinydeploy.analyze import analyze
     from tinydeploy.errors import ModelError
 
     outcomes = {"refused": 0, "ok": 0, "rejected": 0}
-    for data in _mutations(seed=11, count=300):
+    for data in _mutations(seed=11, count=200):
         try:
             analyze(tflite.parse(data))
         except ModelError:
@@ -703,8 +703,8 @@ def test_mutated_models_that_would_crash_tflm_are_refused_by_the_reader():
         outcome = _tflm_outcome(data)
         assert not outcome.startswith("crash"), "an accepted model crashed TFLM"
         outcomes[outcome] += 1
-    assert outcomes["refused"] > 100 and outcomes["ok"] > 100
-    assert outcomes["rejected"] <= 10, outcomes
+    assert outcomes["refused"] > 60 and outcomes["ok"] > 60
+    assert outcomes["rejected"] <= 4, outcomes
 
 
 def _damage(kind: str) -> bytes:
@@ -807,15 +807,27 @@ def test_model_with_over_a_mebibyte_of_activations_is_measured(big_activation_mo
     assert "nano33ble: RAM does not fit" in result.stdout
 
 
-def test_host_arena_refuses_absurd_activations():
+def test_host_arena_covers_the_activations_and_refuses_absurd_ones():
+    import struct
+
     from tinydeploy import tflite
     from tinydeploy.errors import ModelError
 
-    data = AD01.read_bytes()
-    assert tflite.host_arena_bytes(data) >= max(10 * len(data), 1 << 20)
+    data = IC.read_bytes()
     graph = tflite.parse(data).main
     activations = sum(t.nbytes for t in graph.tensors if not t.is_constant)
-    assert tflite.host_arena_bytes(data) >= 4 * activations
+    assert tflite.host_arena_bytes(data) >= max(10 * len(data), 1 << 20, 4 * activations)
+    # one activation of 320 MB (the reader's 2 GiB cap allows it): no microcontroller, refused
+    r = tflite._Reader(data)
+    tensors = r.table(r.deref(0)).tables(2)[0].tables(0)
+    index = next(i for i, t in enumerate(graph.tensors)
+                 if not t.is_constant and t.shape == (1, 32, 32, 16))
+    start, _ = r.vector(tensors[index]._field(0, 4), 4)
+    huge = bytearray(data)
+    struct.pack_into("<i", huge, start, 20_000)
+    assert tflite.parse(bytes(huge)).main.tensors[index].nbytes == 20_000 * 16_384
+    with pytest.raises(ModelError, match="more than any microcontroller's RAM"):
+        tflite.host_arena_bytes(bytes(huge))
 
 
 def test_text_labels_in_validate_are_refused_before_the_device(ad01_project, tmp_path):

@@ -44,8 +44,9 @@ _held_lock = threading.Lock()
 
 
 def absolute(path: str | Path) -> Path:
-    """``path`` made absolute and normalised ('..' resolved textually, symlinks kept)."""
-    return Path(os.path.normpath(Path(path).absolute()))
+    """``path`` made absolute with symlinks resolved: a link to a project folder means the folder
+    it points to (renaming a folder over the link itself would fail after all the work)."""
+    return Path(os.path.realpath(path))
 
 
 def is_tinydeploy_output(folder: Path) -> bool:
