@@ -15,6 +15,7 @@ leaves the user's files byte for byte as they were.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -140,9 +141,13 @@ void setup() {
   }
   app_status = td_model_invoke();
   app_outputs = td_model_output_size(0);
-  char line[48];
-  snprintf(line, sizeof line, "%s: %d\n", TD_MODEL_RUNTIME, td_model_output(0)[0]);
-  log_line(line);
+  char line[8];
+  log_line(TD_MODEL_RUNTIME ":");
+  for (size_t k = 0; k < app_outputs; k++) {
+    snprintf(line, sizeof line, " %d", td_model_output(0)[k]);
+    log_line(line);
+  }
+  log_line("\n");
 }
 
 void loop() {
@@ -340,7 +345,7 @@ def test_export_in_a_platformio_project_passes_pio_config_and_links_against_stub
         p = prepared[model]
         x = (np.arange(p.analysis.inputs[0].size) % 7).astype(np.int8)
         assert lines == [f"status 0 outputs {p.analysis.outputs[0].size}",
-                         f"native: {reference_outputs(p, x[None])[0][0]}"]
+                         "native: " + " ".join(map(str, reference_outputs(p, x[None])[0]))]
 
 
 def test_arduino_zip_is_one_library_folder_the_ide_accepts(exports, tmp_path, prepared):
@@ -585,3 +590,334 @@ def test_native_export_runs_bit_exact_on_the_emulated_m4(exports, prepared, tmp_
     write_samples(tmp_path / "m4", x)
     printed = run_on_m4(exports[model, "nano33ble", "native", "pio-lib"], tmp_path / "m4")
     assert parse_outputs(printed) == reference_outputs(prepared[model], x)
+
+
+# --------------------------------------------------------------------------- re-export
+
+@pytest.fixture(scope="module")
+def retrained_digits(digits_model, tmp_path_factory) -> Path:
+    """The digits model retrained (same architecture, three more epochs on new data: the
+    held-out digits), quantized to int8 like the original: what a user re-exports."""
+    import keras
+
+    from tinydeploy.data import load_samples
+    from tinydeploy.loading import load_model
+    from tinydeploy.quantize import quantize
+
+    data = np.load(EXAMPLES / "digits" / "eval.npz")
+    keras.utils.set_random_seed(1)
+    model = keras.models.clone_model(digits_model.keras_model)
+    model.set_weights(digits_model.keras_model.get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(data["x"], data["y"], epochs=3, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("retrained")
+    model.save(folder / "digits.keras")
+    calib = load_samples(EXAMPLES / "digits" / "calib.npz", input_shape=(8, 8, 1))
+    path = folder / "digits.tflite"
+    path.write_bytes(quantize(load_model(folder / "digits.keras"), calib).tflite)
+    return path
+
+
+def test_reexporting_a_retrained_model_updates_in_place_and_leaves_the_users_files(
+        digits_path, retrained_digits, prepared, tmp_path):
+    from tinydeploy.build import prepare
+
+    project = tmp_path / "firmware"
+    lib = project / "lib" / "digits"
+    first = run_cli("export", digits_path, "--board", "nano33ble", "--runtime", "native", "-o", lib)
+    assert first.exit_code == 0, first.output + first.stderr
+    assert "wrote      " in first.output and "updated" not in first.output
+    (project / "src").mkdir()
+    (project / "src" / "main.cpp").write_text(USER_MAIN)
+    (project / "platformio.ini").write_text("[env:nano33ble]\nplatform = nordicnrf52\n"
+                                           "board = nano33ble\nframework = arduino\n")
+    # the user's own files: beside the export, and inside its folders
+    (lib / "NOTES.md").write_text("calibrated on the bench, 2024-05\n")
+    (lib / "src" / "sensor.cpp").write_text("// the user's sensor code\nint sensor_gain = 3;\n")
+    (lib / "src" / "tinydeploy" / "local_tweaks.h").write_text("#define MY_TWEAK 1\n")
+    users = ["NOTES.md", "src/sensor.cpp", "src/tinydeploy/local_tweaks.h"]
+    before = {rel: ((lib / rel).read_bytes(), (lib / rel).stat().st_mtime_ns) for rel in users}
+    old_manifest = json.loads((lib / ex.MANIFEST).read_text())
+    probe = (np.arange(prepared["digits"].analysis.inputs[0].size) % 7).astype(np.int8)[None]
+    old_ref = reference_outputs(prepared["digits"], probe)[0]
+    ran = compile_against_stubs(project, tmp_path / "o1").splitlines()
+    assert ran[1] == "native: " + " ".join(map(str, old_ref))
+
+    again = run_cli("export", retrained_digits, "--board", "nano33ble", "--runtime", "native",
+                    "-o", lib)
+    assert again.exit_code == 0, again.output + again.stderr
+    new = prepare(retrained_digits)
+    new_sha = ex.hashlib.sha256(new.model_bytes).hexdigest()
+    manifest = json.loads((lib / ex.MANIFEST).read_text())
+    text = again.output
+    assert f"model      sha256 {old_manifest['model']['sha256'][:16]} -> {new_sha[:16]} (changed)" in text
+    assert "ops        unchanged" in text and "updated    " in text
+    assert f"left alone 3 file(s) of yours: {', '.join(sorted(users))}" in text
+    # the user's files: byte for byte, and not even rewritten
+    assert {rel: ((lib / rel).read_bytes(), (lib / rel).stat().st_mtime_ns) for rel in users} == before
+    # the export's files: exactly the new manifest's, with its hashes
+    assert manifest["model"]["sha256"] == new_sha and "pending" not in manifest
+    assert {rel: ex._sha256(lib / rel) for rel in manifest["files"]} == manifest["files"]
+    assert set(snapshot(lib)) == set(manifest["files"]) | set(users) | {ex.MANIFEST}
+    assert (lib / "model.tflite").read_bytes() == new.model_bytes
+    assert json.loads((lib / "library.json").read_text())["version"] == "1.1.0"
+    # the user's project now runs the retrained model
+    new_ref = reference_outputs(new, probe)[0]
+    assert new_ref != old_ref
+    ran = compile_against_stubs(project, tmp_path / "o2").splitlines()
+    assert ran[1] == "native: " + " ".join(map(str, new_ref))
+
+
+def test_reexport_reports_ops_added_and_removed_and_removes_only_its_old_files(prepared, tmp_path):
+    out = tmp_path / "lib"
+    ex.export(prepared["ic"], "nano33ble", runtime="native", out=out)
+    old_files = set(json.loads((out / ex.MANIFEST).read_text())["files"])
+    (out / "src" / "mine.c").write_text("int mine;\n")
+    result = ex.export(prepared["digits"], "nano33ble", runtime="tflm", out=out)
+    now = set(result.manifest["files"])
+    ic_ops, digits_ops = prepared["ic"].analysis.distinct_ops, prepared["digits"].analysis.distinct_ops
+    lines = result.changes.lines(result.manifest)
+    added = [o for o in digits_ops if o not in ic_ops]
+    removed = [o for o in ic_ops if o not in digits_ops]
+    assert added or removed
+    expected = "; ".join(p for p in ((f"added {', '.join(added)}" if added else ""),
+                                     (f"removed {', '.join(removed)}" if removed else "")) if p)
+    assert f"ops        {expected}" in lines
+    assert "runtime    native -> tflm" in lines
+    assert sorted(result.changes.removed) == sorted(old_files - now)
+    assert "src/tinydeploy/td_conv.c" in result.changes.removed
+    on_disk = set(snapshot(out))
+    assert on_disk == now | {ex.MANIFEST, "src/mine.c"} and result.others == ["src/mine.c"]
+
+
+def test_reexport_into_a_build_project_or_a_build_over_an_export_is_refused(prepared, tmp_path):
+    """The manifests differ on purpose: `build --force` replaces a tinydeploy.json folder whole,
+    which would take the user's files in an export folder with it."""
+    out = tmp_path / "lib"
+    ex.export(prepared["ic"], "nano33ble", fmt="folder", out=out)
+    (out / "mine.txt").write_text("mine\n")
+    before = snapshot(out)
+    result = run_cli("build", IC, "--board", "qemu-m4", "-o", out, "--force")
+    assert result.exit_code == 2 and "tinydeploy did not write" in result.stderr
+    assert snapshot(out) == before
+
+
+def test_an_update_that_fails_half_way_puts_everything_back_with_a_simulated_failure(
+        prepared, tmp_path, monkeypatch):
+    """A failure in the middle of moving files (simulated: the fifth rename raises, as a full disk
+    or a Ctrl-C would) leaves the export as it was, and nothing beside it."""
+    out = tmp_path / "lib"
+    ex.export(prepared["ic"], "nano33ble", out=out)
+    (out / "mine.txt").write_text("mine\n")
+    before = snapshot(out)
+    real_rename, calls = os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(ex.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="No space left"):
+        ex.export(prepared["digits"], "nano33ble", out=out)
+    monkeypatch.undo()
+    assert len(calls) > 5   # the failure, then the moves back
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]
+
+
+KILLED_EXPORT = """
+import os, sys
+from tinydeploy import export as ex
+from tinydeploy.build import prepare
+
+real, calls = os.rename, []
+def rename(src, dst):
+    calls.append(src)
+    if len(calls) == int(sys.argv[3]):
+        os._exit(9)          # killed: no rollback, no cleanup
+    return real(src, dst)
+ex.os.rename = rename
+ex.export(prepare(sys.argv[1]), "nano33ble", out=sys.argv[2])
+"""
+
+
+def test_an_update_killed_half_way_is_completed_by_the_next_export(digits_path, tmp_path):
+    """A kill -9 in the middle of an update (in a child process, at its fourth file move) leaves old
+    and new files mixed; the next export recognises the new ones as its own (the manifest's
+    `pending` list) and finishes, with the user's file untouched and nothing left beside."""
+    import sys
+
+    out = tmp_path / "lib"
+    first = run_cli("export", IC, "--board", "nano33ble", "-o", out)
+    assert first.exit_code == 0, first.stderr
+    (out / "mine.txt").write_text("mine\n")
+    child = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(digits_path), str(out), "4"],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 9, child.stderr
+    half = json.loads((out / ex.MANIFEST).read_text())
+    assert half["pending"] and half["model"]["name"] == "pretrainedResnet_quant"
+    assert list(tmp_path.glob(".lib.tinydeploy-stage-*"))          # what the kill left beside
+    again = run_cli("export", digits_path, "--board", "nano33ble", "-o", out)
+    assert again.exit_code == 0, again.output + again.stderr
+    manifest = json.loads((out / ex.MANIFEST).read_text())
+    assert "pending" not in manifest and manifest["model"]["name"] == "digits"
+    assert {rel: ex._sha256(out / rel) for rel in manifest["files"]} == manifest["files"]
+    assert (out / "mine.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]
+
+
+def test_a_second_tinydeploy_aiming_at_the_same_export_stops_at_once(tmp_path):
+    import sys
+
+    out = tmp_path / "lib"
+    with ex.claim(out):
+        run = subprocess.run([sys.executable, "-m", "tinydeploy", "export", str(IC), "--board",
+                              "nano33ble", "-o", str(out)], capture_output=True, text=True,
+                             timeout=120)
+    assert run.returncode == 2
+    assert f"another tinydeploy (pid {os.getpid()}) is writing" in run.stderr
+    assert not out.exists()
+
+
+def test_a_model_name_reaches_c_only_escaped(tmp_path):
+    """A file name with quotes, a backslash, a trigraph and non-ASCII: the library gets a clean
+    name, and TD_MODEL_NAME (compiled with trigraphs on, -Werror) holds the name exactly."""
+    name = 'my "best" ??= modèle\\v2??-'
+    model = tmp_path / f"{name}.tflite"
+    shutil.copyfile(MLPERF / "ad01_int8.tflite", model)
+    result = run_cli("export", model, "--board", "qemu-m4", "--format", "folder", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output + result.stderr
+    folder = tmp_path / "out"
+    manifest = json.loads((folder / ex.MANIFEST).read_text())
+    assert manifest["library"] == "my_best_mod_le_v2_model"
+    (tmp_path / "show.c").write_text('#include <stdio.h>\n#include <tinydeploy_model.h>\n'
+                                     'int main(void) { fputs(TD_MODEL_NAME, stdout); return 0; }\n')
+    build = subprocess.run(["gcc", "-std=c99", "-trigraphs", *WERROR, f"-I{folder / 'src'}",
+                            str(tmp_path / "show.c"), "-o", str(tmp_path / "show")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    shown = subprocess.run([str(tmp_path / "show")], capture_output=True).stdout.decode()
+    assert shown == name
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def test_cli_export_prints_the_verdict_and_what_it_wrote(tmp_path):
+    result = run_cli("export", IC, "--board", "nano33ble", "--runtime", "native", "-o",
+                     tmp_path / "lib")
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "model      pretrainedResnet_quant: 98,496 B int8 .tflite, 16 ops, 12,501,632 MACs"
+    assert any(ln.startswith("verdict    nano33ble: fits (RAM") for ln in lines)
+    assert "arena      20,600 B, planned by the native compiler (exact)" in lines
+    files = len(json.loads((tmp_path / "lib" / ex.MANIFEST).read_text())["files"])
+    assert f"wrote      {tmp_path / 'lib'}/ (pio-lib pretrainedResnet_quant_model 1.0.0, {files} files)" in lines
+    data = json.loads(run_cli("export", IC, "--board", "nano33ble", "--runtime", "native", "-o",
+                              tmp_path / "lib", "--json").stdout)
+    assert data["written"] and data["changes"]["updated"] == [] and data["version"] == "1.0.0"
+
+
+def test_a_model_that_does_not_fit_is_not_exported_unless_forced(tmp_path):
+    vww = MLPERF / "vww_96_int8.tflite"
+    args = ["export", vww, "--board", "qemu-m3", "--runtime", "tflm", "--format", "folder", "-o",
+            tmp_path / "vww"]
+    refused = run_cli(*args)
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: qemu-m3: RAM does not fit")
+    assert "nothing exported (--force exports anyway)" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+    forced = run_cli(*args, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    header = (tmp_path / "vww" / "src" / "tinydeploy_model.h").read_text()
+    assert "#define TD_MODEL_FITS 0" in header
+    assert "does not fit qemu-m3" in (tmp_path / "vww" / "README.md").read_text()
+
+
+def _export_once(tmp: Path, runtime: str = "tflm") -> Path:
+    out = tmp / "lib"
+    result = run_cli("export", MLPERF / "ad01_int8.tflite", "--board", "nano33ble", "--runtime",
+                     runtime, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _bad(tmp: Path, case: str) -> list:
+    ad01 = MLPERF / "ad01_int8.tflite"
+    base = [ad01, "--board", "nano33ble"]
+    if case == "unknown board":
+        return [ad01, "--board", "nope", "-o", tmp / "x"]
+    if case == "pio-lib for an emulated board":
+        return [ad01, "--board", "qemu-m4", "-o", tmp / "x"]
+    if case == "a .zip for a folder format":
+        return [*base, "-o", tmp / "x.zip"]
+    if case == "an arduino-zip without .zip":
+        return [*base, "--format", "arduino-zip", "-o", tmp / "x"]
+    if case == "a folder of the user's":
+        (tmp / "app").mkdir()
+        (tmp / "app" / "main.cpp").write_text("int main() {}\n")
+        return [*base, "-o", tmp / "app"]
+    if case == "a zip of the user's":
+        (tmp / "mine.zip").write_bytes(b"PK\x03\x04 not really")
+        return [*base, "--format", "arduino-zip", "-o", tmp / "mine.zip"]
+    if case == "a library zip of someone else":
+        with zipfile.ZipFile(tmp / "other.zip", "w") as z:
+            z.writestr("Other/library.properties", "name=Other\n")
+        return [*base, "--format", "arduino-zip", "-o", tmp / "other.zip"]
+    if case == "a damaged manifest":
+        out = _export_once(tmp)
+        (out / ex.MANIFEST).write_text("{ not json")
+        return [*base, "-o", out]
+    if case == "a manifest naming a file outside":
+        out = _export_once(tmp)
+        data = json.loads((out / ex.MANIFEST).read_text())
+        data["files"]["../outside.txt"] = "0" * 64
+        (out / ex.MANIFEST).write_text(json.dumps(data))
+        (tmp / "outside.txt").write_text("not the export's\n")
+        return [*base, "-o", out]
+    if case == "a file of the user's where the export writes":
+        out = _export_once(tmp)
+        (out / "src" / "tinydeploy" / "td_fully_connected.c").write_text("/* mine */\n")
+        return [*base, "--runtime", "native", "-o", out]
+    if case == "a generated file the user edited":
+        out = _export_once(tmp)
+        with open(out / "src" / "tinydeploy" / "model_settings.h", "a") as f:
+            f.write("#define MY_ARENA 9\n")
+        return [*base, "-o", out]
+    if case == "a link where the export writes":
+        out = _export_once(tmp)
+        (tmp / "elsewhere").mkdir()
+        shutil.rmtree(out / "examples")
+        (out / "examples").symlink_to(tmp / "elsewhere")
+        return [*base, "-o", out]
+    if case == "-o under a file":
+        (tmp / "file").write_text("x")
+        return [*base, "-o", tmp / "file" / "lib"]
+    if case == "a bad --tflm-lib":
+        return [*base, "--tflm-lib", tmp, "-o", tmp / "x"]
+    if case == "a missing model":
+        return [tmp / "nothere.tflite", "--board", "nano33ble", "-o", tmp / "x"]
+    raise AssertionError(case)
+
+
+BAD = ["unknown board", "pio-lib for an emulated board", "a .zip for a folder format",
+       "an arduino-zip without .zip", "a folder of the user's", "a zip of the user's",
+       "a library zip of someone else", "a damaged manifest", "a manifest naming a file outside",
+       "a file of the user's where the export writes", "a generated file the user edited",
+       "a link where the export writes", "-o under a file", "a bad --tflm-lib", "a missing model"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_error_line_and_touches_nothing(tmp_path, case):
+    args = _bad(tmp_path, case)
+    before = {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+              for p in tmp_path.rglob("*")}
+    result = run_cli("export", *args)
+    assert result.exit_code == 2, result.output + result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and re.match(r"^error: .+ \(.+\)$", errors[0]), result.stderr
+    assert "Traceback" not in result.output and "wrote " not in result.stdout
+    after = {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+             for p in tmp_path.rglob("*")}
+    assert after == before

@@ -601,20 +601,21 @@ def _changes(previous: dict | None, files: dict[str, str]) -> Changes | None:
 
 
 def _state(folder: Path, rel: str) -> tuple[str, str | None]:
-    """What stands at ``folder/rel``: ("missing", None), ("file", sha256) or ("other", None) — a
-    folder, a link, or a path through a link or a file (never written through)."""
-    path = folder
-    for part in rel.split("/")[:-1]:
+    """What stands at ``folder/rel``: ("missing", None), ("file", its sha256), or ("other", what
+    blocks it) — a link or a folder there, or a link or a file on the way (never written through)."""
+    path, walked = folder, []
+    for part in rel.split("/"):
         path = path / part
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            return "other", None
+        walked.append(part)
+        last = len(walked) == len(rel.split("/"))
+        if path.is_symlink():
+            return "other", f"{'/'.join(walked)} (a link)"
         if not path.exists():
             return "missing", None
-    path = folder / rel
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        return "other", None
-    if not path.exists():
-        return "missing", None
+        if not last and not path.is_dir():
+            return "other", f"{'/'.join(walked)} (a file)"
+    if not path.is_file():
+        return "other", f"{rel} (a folder)"
     return "file", _sha256(path)
 
 
@@ -633,7 +634,9 @@ def _update(root: Path, manifest: dict, target: Target, force: bool,
         kind, disk = _state(folder, rel)
         if kind == "file" and disk == sha:
             continue                     # already what the export would write
-        if kind == "other" or (kind == "file" and rel not in ours):
+        if kind == "other":
+            theirs.append(disk)
+        elif kind == "file" and rel not in ours:
             theirs.append(rel)
         elif kind == "file" and disk not in ours[rel]:
             edited.append(rel)
@@ -645,6 +648,7 @@ def _update(root: Path, manifest: dict, target: Target, force: bool,
                 edited.append(rel)
             to_remove.append(rel)
     if theirs:
+        theirs = list(dict.fromkeys(theirs))
         raise InputError(f"{target.shown} holds {_some(theirs)} where the export writes, and "
                          f"tinydeploy did not write {'it' if len(theirs) == 1 else 'them'}",
                          f"move or rename your file{'s' if len(theirs) > 1 else ''}: an export "
