@@ -14,9 +14,10 @@ leaves the user's files byte for byte as they were.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -258,7 +259,7 @@ def test_export_folder_holds_the_api_the_model_and_its_manifest(exports, prepare
             "examples/Inference/Inference.ino"} <= on_disk
     p = prepared["digits"]
     assert (folder / "model.tflite").read_bytes() == p.model_bytes
-    assert manifest["model"]["sha256"] == ex.hashlib.sha256(p.model_bytes).hexdigest()
+    assert manifest["model"]["sha256"] == hashlib.sha256(p.model_bytes).hexdigest()
     assert manifest["ops"] == p.analysis.distinct_ops and manifest["fits"] is True
     settings = (folder / "src/tinydeploy/model_settings.h").read_text()
     assert f"#define TD_ARENA_BYTES {manifest['arena_bytes']}\n" in settings
@@ -647,7 +648,7 @@ def test_reexporting_a_retrained_model_updates_in_place_and_leaves_the_users_fil
                     "-o", lib)
     assert again.exit_code == 0, again.output + again.stderr
     new = prepare(retrained_digits)
-    new_sha = ex.hashlib.sha256(new.model_bytes).hexdigest()
+    new_sha = hashlib.sha256(new.model_bytes).hexdigest()
     manifest = json.loads((lib / ex.MANIFEST).read_text())
     text = again.output
     assert f"model      sha256 {old_manifest['model']['sha256'][:16]} -> {new_sha[:16]} (changed)" in text

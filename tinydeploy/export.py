@@ -482,6 +482,8 @@ def render(prepared, board: BoardProfile, runtime: str, fmt: str, result: CheckR
         "tflm_commit": next((d.split("#", 1)[1] for d in deps if "#" in d), ""),
         "sources": sorted(p.name for p in gen.iterdir() if p.suffix in (".c", ".cpp")),
         "baud": board.serial.baud,
+        "accuracy": prepared.accuracy.summary() if prepared.accuracy is not None else "",
+        "warnings": [*prepared.quantization.warnings, *result.warnings],
         "output_float": bool(a.outputs) and a.outputs[0].dtype == "float32",
     }
     env = _environment()
