@@ -16,7 +16,8 @@ import pytest
 import nativelib
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / f"{p.name}.keras").exists()) \
+NAMES = sorted(p.name for p in EXAMPLES.iterdir()
+               if all((p / f).exists() for f in (f"{p.name}.keras", "calib.npz", "eval.npz"))) \
     if EXAMPLES.is_dir() else []
 
 
