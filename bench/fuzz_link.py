@@ -10,6 +10,10 @@ protocol violation (the harness aborts on a malformed reply).
     python bench/fuzz_link.py                    # 10,000,000 executions (the recorded run)
     python bench/fuzz_link.py --seconds 25       # a short run (what the test suite does)
 
+The recorded run (td_link.c and this harness as of commit 6a751fb, clang 14.0.6):
+10,000,000 executions, 0 crashes, 168 edges and 1,160 features covered, 4,067 s at nice 5 on the
+shared 2-core machine (~10,000 executions/s on an idle core).
+
 Why libFuzzer: the parser is a pure C function over bytes, which is libFuzzer's case exactly -
 in-process (tens of thousands of executions a second), coverage-guided with comparison tracing
 (it learns the sync bytes and length bounds), and the sanitizers come with the same clang. It
