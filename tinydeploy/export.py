@@ -270,6 +270,7 @@ class ExportResult:
     manifest: dict | None = None      # what was written (None: nothing, the model does not fit)
     changes: Changes | None = None    # None for a first export
     others: list[str] = field(default_factory=list)   # the user's files beside it, left alone
+    edits_replaced: list[str] = field(default_factory=list)   # its own files the user had edited
 
     @property
     def written(self) -> bool:
@@ -285,7 +286,7 @@ class ExportResult:
                 "arena_bytes": self.check.arena,
                 "files": sorted(self.manifest["files"]) if self.manifest else [],
                 "changes": self.changes.to_dict() if self.changes else None,
-                "left_alone": self.others}
+                "left_alone": self.others, "edits_replaced": self.edits_replaced}
 
 
 # --------------------------------------------------------------------------- export
@@ -329,7 +330,8 @@ def export(prepared, board: BoardProfile | str, *, runtime: str | None = None,
                 (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
                 _rename_into_place(root, target)
             else:
-                exported.changes, exported.others = _update(root, manifest, target, force, stage)
+                exported.changes, exported.others, exported.edits_replaced = _update(
+                    root, manifest, target, force, stage)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     exported.manifest = manifest
@@ -622,9 +624,9 @@ def _state(folder: Path, rel: str) -> tuple[str, str | None]:
 
 
 def _update(root: Path, manifest: dict, target: Target, force: bool,
-            stage: Path) -> tuple[Changes | None, list[str]]:
+            stage: Path) -> tuple[Changes | None, list[str], list[str]]:
     """Update the export at ``target`` in place with the files under ``root`` (see the module doc);
-    return what changed and the user's files left alone."""
+    return what changed, the user's files left alone and the edited files replaced (``force``)."""
     folder, previous = target.path, target.previous
     new = manifest["files"]
     ours: dict[str, set[str]] = {}
@@ -665,7 +667,7 @@ def _update(root: Path, manifest: dict, target: Target, force: bool,
         changes.removed = [rel for rel in changes.removed if rel in to_remove]
     _apply(folder, root, manifest, previous, to_place, to_remove, stage)
     others = sorted(rel for rel in _walk(folder) if rel not in new and rel != MANIFEST)
-    return changes, others
+    return changes, others, sorted(edited)
 
 
 def _some(names: list[str]) -> str:

@@ -90,6 +90,8 @@ def _print(result) -> None:
                    f"{len(ch.removed)} removed, {len(ch.unchanged)} unchanged")
         for line in ch.lines(result.manifest):
             click.echo(line)
+    if result.edits_replaced:
+        click.echo(f"replaced   your edits of {', '.join(result.edits_replaced)} (--force)")
     if result.others:
         shown = ", ".join(result.others[:3]) + (" ..." if len(result.others) > 3 else "")
         click.echo(f"left alone {len(result.others)} file(s) of yours: {shown}")
