@@ -317,6 +317,7 @@ def export(prepared, board: BoardProfile | str, *, runtime: str | None = None,
     with claim(target.path):
         target = open_target(out, fmt)   # again: it may have changed while the model was prepared
         exported.target = target
+        exported.version = version = _next_version(target.previous, prepared.model_bytes)
         stage = _stage_folder(target.path)
         try:
             root = stage / library if fmt == "arduino-zip" else stage / "export"
