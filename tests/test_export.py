@@ -621,6 +621,7 @@ def retrained_digits(digits_model, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_reexporting_a_retrained_model_updates_in_place_and_leaves_the_users_files(
         digits_path, retrained_digits, prepared, tmp_path):
     from tinydeploy.build import prepare
