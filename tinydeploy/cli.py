@@ -571,6 +571,10 @@ from tinydeploy.export_cli import export as _export  # noqa: E402 - needs the op
 
 cli.add_command(_export)
 
+from tinydeploy.fit_cli import fit_cmd as _fit  # noqa: E402 - needs the options above
+
+cli.add_command(_fit)
+
 
 def main() -> None:
     """The console entry point: click's own usage errors become one ``error:`` line too."""
