@@ -22,11 +22,18 @@ static int32_t add_one(const void *params, int32_t a, int32_t b)
 }
 
 /*
- * n elements of a same-shape ADD, the fast way: every parameter in a local, and the short exact
- * requantizations. Rescaling an input, (q + offset) << 20 with |q + offset| <= 255, is always
- * narrow (< 2^28; its multiplier is at most 1/2, so its shift never goes left); the sum is when
- * the compiler says so.
+ * An input rescaled onto the common grid: (q + offset) << 20 with |q + offset| <= 255 is always
+ * narrow (< 2^28), and its multiplier is at most 1/2, so its shift never goes left - but the input
+ * with the larger scale has exactly 1/2, a right shift of 0: then the high multiply is all.
  */
+static inline int32_t rescale_input(int32_t x, int32_t multiplier, int32_t right_shift)
+{
+    return right_shift > 0 ? td_requantize_narrow(x, multiplier, right_shift)
+                           : td_mul_high_round((int32_t)((uint32_t)x << 1), multiplier);
+}
+
+/* n elements of a same-shape ADD, the fast way: every parameter in a local, and the short exact
+ * requantizations (the sum's when the compiler proved it narrow). */
 static void add_elements(const td_add_params_t *p, const int8_t *in1, const int8_t *in2,
                          int8_t *out, int32_t n)
 {
@@ -34,7 +41,7 @@ static void add_elements(const td_add_params_t *p, const int8_t *in1, const int8
     const int32_t m1 = p->input1_multiplier, r1 = -p->input1_shift;
     const int32_t m2 = p->input2_multiplier, r2 = -p->input2_shift;
     const int32_t mo = p->output_multiplier;
-    const int32_t lo_shift = TD_MAX(p->output_shift, 0), ro_shift = TD_MAX(-p->output_shift, 0);
+    const int32_t ro_shift = -p->output_shift; /* >= 1 when narrow */
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     int32_t i;
     if (!p->narrow) {
@@ -44,9 +51,9 @@ static void add_elements(const td_add_params_t *p, const int8_t *in1, const int8
         return;
     }
     for (i = 0; i < n; ++i) {
-        const int32_t s1 = td_requantize_narrow((in1[i] + off1) << shift, m1, 0, r1);
-        const int32_t s2 = td_requantize_narrow((in2[i] + off2) << shift, m2, 0, r2);
-        const int32_t v = td_requantize_narrow(s1 + s2, mo, lo_shift, ro_shift);
+        const int32_t s1 = rescale_input((in1[i] + off1) << shift, m1, r1);
+        const int32_t s2 = rescale_input((in2[i] + off2) << shift, m2, r2);
+        const int32_t v = td_requantize_narrow(s1 + s2, mo, ro_shift);
         out[i] = (int8_t)td_clamp(v + offset, lo, hi);
     }
 }

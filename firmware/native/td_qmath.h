@@ -74,19 +74,17 @@ static inline int32_t td_requantize(int32_t x, int32_t multiplier, int32_t left_
 }
 
 /*
- * td_requantize for a narrow x (|x << left_shift| < 2^30, which the compiler proves before it
- * lets a kernel take this road): the rounding doubling high multiply (x * m + 2^30) >> 31 equals
- * (2x * m + 2^31) >> 32, one rounding most-significant-word multiply (td_mul_high_round), and
- * |y| < 2^30 + 1 leaves room to round half away from zero by adding 2^(e-1) - [y < 0] before
- * shifting right by e.
+ * td_requantize for a narrow x (|x| < 2^30) and right_shift >= 1 (so no left shift), which the
+ * compiler proves before it lets a kernel take this road: the rounding doubling high multiply
+ * (x * m + 2^30) >> 31 equals (2x * m + 2^31) >> 32, one rounding most-significant-word multiply
+ * (td_mul_high_round), and |y| < 2^30 + 1 leaves room to round half away from zero as
+ * (y - [y < 0] + 2^(e-1)) >> e.
  */
-static inline int32_t td_requantize_narrow(int32_t x, int32_t multiplier, int32_t left_shift,
-                                           int32_t right_shift)
+static inline int32_t td_requantize_narrow(int32_t x, int32_t multiplier, int32_t right_shift)
 {
-    const int32_t y = td_mul_high_round((int32_t)((uint32_t)x << (left_shift + 1)), multiplier);
-    const int32_t round = (int32_t)((1u << right_shift) >> 1);
-    const int32_t negative = right_shift > 0 ? (y >> 31) : 0; /* -1 below zero */
-    return (y + round + negative) >> right_shift;
+    const int32_t y = td_mul_high_round((int32_t)((uint32_t)x << 1), multiplier);
+    const int32_t below_zero = (int32_t)((uint32_t)y >> 31);
+    return (y - below_zero + (1 << (right_shift - 1))) >> right_shift;
 }
 
 /* td_requantize with the shift as one exponent (> 0: left shift), as TFLM stores it. */
@@ -109,8 +107,9 @@ typedef struct {
 } td_channel_t;
 
 /* Output zero point and the fused activation's range (in output units), and whether the
- * compiler proved the op's accumulators small enough for the short requantization: for every
- * channel, |accumulator| << left_shift < 2^30 whatever the input (tinydeploy/native/ops.py). */
+ * compiler proved the op's requantization fit for the short road: for every channel,
+ * |accumulator| < 2^30 whatever the input, and right_shift >= 1 (td_requantize_narrow;
+ * tinydeploy/native/ops.py). */
 typedef struct {
     int32_t offset;
     int32_t act_min, act_max;
@@ -131,12 +130,11 @@ TD_SHARED_HELPER void td_requantize_channels(const td_channel_t *ch, int32_t n, 
     int32_t i, v;
     if (o->narrow) {
         for (i = 0; i < n; ++i) {
-            const int32_t m = ch[i].multiplier, left = ch[i].left_shift;
-            const int32_t right = ch[i].right_shift;
-            v = td_requantize_narrow(acc0[i], m, left, right);
+            const int32_t m = ch[i].multiplier, right = ch[i].right_shift;
+            v = td_requantize_narrow(acc0[i], m, right);
             out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
             if (out1 != NULL) {
-                v = td_requantize_narrow(acc1[i], m, left, right);
+                v = td_requantize_narrow(acc1[i], m, right);
                 out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
             }
         }

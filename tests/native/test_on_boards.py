@@ -25,7 +25,10 @@ pytestmark = qemulib.needs_qemu
 
 BOARDS = ["qemu-m4", "qemu-m3"]           # DSP path, portable path
 GROUPS = [g.name for g in native_corpus.groups()]
-RUNS = 3
+# The portable path is the host's too (test_corpus.py runs every group there); on the M3 a group
+# per kernel family shows the same C compiled for a core without DSP agrees.
+M3_GROUPS = ["conv_a", "depthwise_a", "dense", "pool", "elementwise", "misc"]
+RUNS = 2
 MLPERF = ["pretrainedResnet_quant.tflite", "ad01_int8.tflite", "vww_96_int8.tflite"]
 
 
@@ -59,8 +62,8 @@ def mismatches(fw: qemulib.Firmware, runs: int, seed: int) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("board", BOARDS)
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group, board", [(g, "qemu-m4") for g in GROUPS] +
+                         [(g, "qemu-m3") for g in M3_GROUPS])
 def test_corpus_group_is_bit_exact_on_board(group, board, corpus, firmware):
     found = mismatches(firmware(group, corpus[group], board), RUNS, seed=11)
     assert not found, f"{group} on {board}:\n" + "\n".join(found[:20])

@@ -205,16 +205,16 @@ def _output_fields(op, out, narrow: bool) -> tuple[int, int, int, int]:
 
 
 def narrow_accumulators(bias: np.ndarray, abs_weight_sums: np.ndarray, input_magnitude: int,
-                        left_shifts: list[int]) -> bool:
-    """Whether every channel's accumulator, shifted left as requantization does, stays below
-    2^30 in magnitude for any input: |bias| + input_magnitude * sum |w| (the largest |x| the
-    weights multiply), << left_shift. Then the kernels may requantize the short way
-    (td_qmath.h td_acc_to_s8)."""
-    shifts = np.asarray(left_shifts, dtype=np.int64)
+                        shifts: list[int]) -> bool:
+    """Whether the kernels may requantize the short way (td_qmath.h td_requantize_narrow): every
+    channel's accumulator, shifted left as requantization does, stays below 2^30 in magnitude
+    for any input - |bias| + input_magnitude * sum |w| (the largest |x| the weights multiply) -
+    and every channel shifts right by at least 1."""
+    shifts = np.asarray(shifts, dtype=np.int64)
     if shifts.size == 1:
         shifts = np.full(len(bias), int(shifts[0]))
     bound = (np.abs(bias.astype(np.int64)) + input_magnitude * abs_weight_sums.astype(np.int64))
-    return bool(np.all(bound * (2 ** np.maximum(shifts, 0)) < 2 ** 30))
+    return bool(np.all(bound * (2 ** np.maximum(shifts, 0)) < 2 ** 30) and np.all(shifts <= -1))
 
 
 def _window_geometry(op, inp, out, kh: int, kw: int) -> dict:

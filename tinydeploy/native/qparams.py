@@ -156,11 +156,12 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
 
 
 def add_narrow(params: dict, offset1: int, offset2: int) -> bool:
-    """Whether an ADD's rescaled sum, shifted left as the output requantization does, stays
-    below 2^30 for every pair of int8 inputs (td_requantize_narrow's condition)."""
+    """Whether an ADD's output requantization may take the short road (td_requantize_narrow):
+    the rescaled sum, shifted left as it does, stays below 2^30 for every pair of int8 inputs, and
+    it shifts right by at least 1."""
     def largest(offset: int, m: int, s: int) -> int:
         return max(abs(multiply_by_quantized_multiplier((q + offset) << params["left_shift"],
                                                         m, s)) for q in (-128, 127))
     total = (largest(offset1, params["input1_multiplier"], params["input1_shift"])
              + largest(offset2, params["input2_multiplier"], params["input2_shift"]))
-    return total * 2 ** max(params["output_shift"], 0) < 2**30
+    return total * 2 ** max(params["output_shift"], 0) < 2**30 and params["output_shift"] <= -1
