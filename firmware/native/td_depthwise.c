@@ -94,7 +94,7 @@ TD_NOINLINE static void output_pixel(const td_depthwise_params_t *p, const windo
             sums[c] = channel_sum(w, p->out_c, p->input_offset, (c0 + c) / p->depth_multiplier,
                                   c0 + c, p->channels[c0 + c].bias);
         }
-        td_requantize_channels(p->channels + c0, n, &p->quant, sums, out + c0, NULL, NULL);
+        td_requantize_channels(p->channels + c0, n, &p->quant, sums, out + c0);
     }
 }
 

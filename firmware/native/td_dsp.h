@@ -31,13 +31,6 @@
 #define TD_NOINLINE
 #endif
 
-/* A helper defined in a header and kept out of line: one copy in each kernel file that calls
- * it (from any number of places), none in those that do not. */
-#if defined(__GNUC__)
-#define TD_SHARED_HELPER static __attribute__((noinline, unused))
-#else
-#define TD_SHARED_HELPER static
-#endif
 
 /* Four int8 lanes from any address, as one word (lane 0 in the low byte on little-endian cores).
  * memcpy is the portable spelling; on Armv7-M it compiles to a single (unaligned) LDR. */
@@ -51,28 +44,6 @@ static inline uint32_t td_load4(const int8_t *p)
 static inline void td_store4(int8_t *p, uint32_t v)
 {
     memcpy(p, &v, 4);
-}
-
-/* Copy n int8 a word at a time (newlib-nano's memcpy goes byte by byte). */
-TD_SHARED_HELPER void td_copy_s8(int8_t *dst, const int8_t *src, int32_t n)
-{
-    for (; n >= 4; n -= 4, dst += 4, src += 4) {
-        td_store4(dst, td_load4(src));
-    }
-    for (; n > 0; --n) {
-        *dst++ = *src++;
-    }
-}
-
-TD_SHARED_HELPER void td_fill_s8(int8_t *dst, int8_t value, int32_t n)
-{
-    const uint32_t word = (uint32_t)(uint8_t)value * 0x01010101u;
-    for (; n >= 4; n -= 4, dst += 4) {
-        td_store4(dst, word);
-    }
-    for (; n > 0; --n) {
-        *dst++ = value;
-    }
 }
 
 #if TD_DSP

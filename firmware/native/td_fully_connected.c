@@ -2,7 +2,7 @@
 
 #include <stddef.h>
 
-#include "td_dsp.h"
+#include "td_qmath.h"
 
 /* Input row b, readable for depth bytes: in place, or copied to col with zero padding. */
 static const int8_t *input_row(const td_fully_connected_params_t *p, int32_t b, int8_t *col)

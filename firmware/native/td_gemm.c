@@ -142,7 +142,9 @@ void td_gemm_s8(const int8_t *x0, const int8_t *x1, const int8_t *weights, int32
     for (first = 0; first < rows; first += TD_GEMM_BLOCK) {
         const int32_t n = TD_MIN(TD_GEMM_BLOCK, rows - first);
         block_sums(x0, x1, weights + (size_t)first * depth, depth, channels + first, n, sums);
-        td_requantize_channels(channels + first, n, o, sums[0], out0 + first, sums[1],
-                               x1 != NULL ? out1 + first : NULL);
+        td_requantize_channels(channels + first, n, o, sums[0], out0 + first);
+        if (x1 != NULL) {
+            td_requantize_channels(channels + first, n, o, sums[1], out1 + first);
+        }
     }
 }

@@ -37,7 +37,7 @@ static window_t window_at(const td_pool_params_t *p, const int8_t *image, int32_
 
 /* Average of the window for channel c, rounded half away from zero (with C's truncating
  * division), clamped to the activation range. */
-static int8_t average(const td_pool_params_t *p, int32_t sum, int32_t count)
+TD_NOINLINE static int8_t average(const td_pool_params_t *p, int32_t sum, int32_t count)
 {
     sum = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
     return (int8_t)td_clamp(sum, p->act_min, p->act_max);

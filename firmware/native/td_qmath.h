@@ -117,40 +117,17 @@ typedef struct {
 } td_output_t;
 
 /*
- * Accumulators (bias included) of channels ch[0 .. n) to int8 outputs: MultiplyByQuantizedMultiplier,
- * + zero point, clamped to the activation range; acc0 -> out0 and, unless out1 is NULL, acc1 -> out1
- * (two pixels sharing each channel's parameters). Narrow ops (o->narrow) take
- * td_requantize_narrow. Kept out of line: one copy per kernel file, however many call sites.
+ * Accumulators (bias included) of channels ch[0 .. n) to int8 outputs out[0 .. n):
+ * MultiplyByQuantizedMultiplier, + zero point, clamped to the activation range. Narrow ops
+ * (o->narrow) take
+ * td_requantize_narrow. (td_qmath.c, shared by the kernels that requantize per channel.)
  */
-TD_SHARED_HELPER void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
-                                          const int32_t *acc0, int8_t *out0,
-                                          const int32_t *acc1, int8_t *out1)
-{
-    const int32_t offset = o->offset, lo = o->act_min, hi = o->act_max;
-    int32_t i, v;
-    if (o->narrow) {
-        for (i = 0; i < n; ++i) {
-            const int32_t m = ch[i].multiplier, right = ch[i].right_shift;
-            v = td_requantize_narrow(acc0[i], m, right);
-            out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
-            if (out1 != NULL) {
-                v = td_requantize_narrow(acc1[i], m, right);
-                out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
-            }
-        }
-    } else {
-        for (i = 0; i < n; ++i) {
-            const int32_t right = ch[i].right_shift;
-            const uint32_t round = (1u << right) >> 1;
-            v = td_requantize(acc0[i], ch[i].multiplier, ch[i].left_shift, right, round);
-            out0[i] = (int8_t)td_clamp(v + offset, lo, hi);
-            if (out1 != NULL) {
-                v = td_requantize(acc1[i], ch[i].multiplier, ch[i].left_shift, right, round);
-                out1[i] = (int8_t)td_clamp(v + offset, lo, hi);
-            }
-        }
-    }
-}
+void td_requantize_channels(const td_channel_t *ch, int32_t n, const td_output_t *o,
+                            const int32_t *acc, int8_t *out);
+
+/* Copy n int8 a word at a time (newlib-nano's memcpy goes byte by byte); fill n with a value. */
+void td_copy_s8(int8_t *dst, const int8_t *src, int32_t n);
+void td_fill_s8(int8_t *dst, int8_t value, int32_t n);
 
 /*
  * Window geometry shared by the convolution kernels: the filter taps [*start, *end) that land

@@ -20,8 +20,9 @@ from tinydeploy.resources import firmware_dir
 
 COMMON_HEADERS = ("td_qmath.h", "td_dsp.h", "td_rows.h")
 # Kernel families that call into another family's functions.
-FAMILY_DEPENDS = {"td_softmax": ("td_activation",), "td_conv": ("td_gemm",),
-                  "td_fully_connected": ("td_gemm",)}
+FAMILY_DEPENDS = {"td_softmax": ("td_activation",), "td_conv": ("td_gemm", "td_qmath"),
+                  "td_fully_connected": ("td_gemm", "td_qmath"), "td_gemm": ("td_qmath",),
+                  "td_depthwise": ("td_qmath",)}
 
 
 def kernel_dir() -> Path:
@@ -42,7 +43,7 @@ def kernel_files(families: list[str]) -> list[str]:
     """File names (in firmware/native/) a program using these kernel families needs."""
     files = list(COMMON_HEADERS)
     for fam in kernel_families(families):
-        files += [f"{fam}.h", f"{fam}.c"]
+        files += [f for f in (f"{fam}.h", f"{fam}.c") if f not in files]
     return files
 
 
