@@ -583,6 +583,32 @@ def test_fit_command_end_to_end_then_the_result_validates_bit_exact_on_qemu(
     assert f"device {chosen['int8_accuracy']:.2%}" in validated.output
 
 
+@pytest.mark.slow
+def test_a_model_whose_input_alone_is_too_big_cannot_be_made_to_fit(tmp_path):
+    """A 160x160x3 int8 input takes 76,800 B of the arena: no cut gets it into qemu-m3's 64 KB."""
+    keras = keras_module()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((160, 160, 3)), keras.layers.Conv2D(8, 3, strides=4, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(2, activation="softmax")], name="big_input")
+    model.save(tmp_path / "big_input.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((24, 160, 160, 3), dtype=np.float32),
+             y=rng.integers(0, 2, 24))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "fit", str(tmp_path / "big_input.keras"), "--board", "qemu-m3", "--train",
+        str(tmp_path / "data.npz"), "--eval", str(tmp_path / "data.npz"), "--epochs", "1",
+        "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result.stderr)
+    assert "cannot make big_input fit qemu-m3" in line and "RAM over by" in line
+    assert "larger board" in line
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    assert not list(Path(tempfile.gettempdir()).glob(f"tinydeploy-fit-{os.getpid()}-*"))
+
+
 # --------------------------------------------------------------------------- bad input
 
 def run_cli(*args) -> subprocess.CompletedProcess:

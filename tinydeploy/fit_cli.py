@@ -98,13 +98,13 @@ def fit_cmd(model, calib, calib_samples, io, board, train_data, eval_data, max_d
             return
         if result.status != "chosen":
             raise result.failure()
-        files = write(result, out, force)
-    click.echo(f"wrote      {out}/ ({len(files)} files: the firmware project, "
-               f"{result.name}_fit.keras, FIT.md, fit.png; see FIT.md)")
-    click.echo(f"took       {clock(result.seconds)} "
-               f"({len(result.candidates) - 1} candidates{', interrupted' if result.interrupted else ''})")
-    click.echo(f"next       tinydeploy flash {out} && tinydeploy validate {out} --samples "
-               f"{eval_data}")
+        write(result, out, force)
+    say = status if as_json else click.echo      # --json keeps stdout for the JSON alone
+    say(f"wrote      {out}/ (the firmware project, {result.name}_fit.keras, FIT.md, fit.png; "
+        "see FIT.md)")
+    say(f"took       {clock(result.seconds)} "
+        f"({len(result.candidates) - 1} candidates{', interrupted' if result.interrupted else ''})")
+    say(f"next       tinydeploy flash {out} && tinydeploy validate {out} --samples {eval_data}")
     if result.interrupted:
         status(f"interrupted: kept the best fitting candidate so far (#{result.chosen.index}) "
                f"in {out}")

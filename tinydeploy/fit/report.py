@@ -100,9 +100,14 @@ def summary_lines(result: FitResult) -> list[str]:
                      f"int8 accuracy {c.int8_accuracy:.2%} ({change(c.drop)}); "
                      f"{c.check.verdict()} (runtime {c.runtime})")
         if not result.acceptable:
-            lines.append(f"warning    it loses more than --max-drop {result.settings.max_drop:g} "
-                         "points: the search was interrupted before a candidate within it was found")
+            lines.append(f"warning    it loses more than --max-drop "
+                         f"{_points(result.settings.max_drop)}: the search was interrupted before a "
+                         "candidate within it was found")
     return lines
+
+
+def _points(value: float) -> str:
+    return f"{value:g} point{'' if value == 1 else 's'}"
 
 
 def change(drop: float) -> str:
@@ -197,7 +202,7 @@ def markdown(result: FitResult) -> str:
     lines = [f"# fit: {result.name} on {board.id}", "",
              f"`tinydeploy fit` searched {len(result.candidates) - 1} candidates in "
              f"{result.seconds:.0f} s (seed {result.settings.seed}) for a model that fits "
-             f"{board.name} ({board.id}) and loses at most {result.settings.max_drop:g} points of "
+             f"{board.name} ({board.id}) and loses at most {_points(result.settings.max_drop)} of "
              f"int8 accuracy on the {result.eval_samples} evaluation samples "
              f"(`{result.settings.eval}`). Every candidate was quantized, checked and evaluated "
              "by the real pipeline; the drop is against the original's int8 accuracy.", ""]

@@ -40,7 +40,7 @@ import numpy as np
 
 from tinydeploy.boards import BoardProfile
 from tinydeploy.check import RUNTIMES, CheckResult
-from tinydeploy.errors import DoesNotFitError, InputError, ModelError
+from tinydeploy.errors import DoesNotFitError, InputError, ModelError, TinydeployError
 from tinydeploy.fit import graph
 from tinydeploy.fit.train import Task, class_labels, predict, targets, task_of, tempered, train
 
@@ -219,6 +219,11 @@ class _OutOfTime(Exception):
     pass
 
 
+class _Unmeasurable(Exception):
+    """A candidate the pipeline refused (e.g. a degenerate student whose int8 softmax TFLM cannot
+    run): noted and skipped, never the end of the search."""
+
+
 def fit(model_path: str | Path, settings: FitSettings, reporter: Reporter | None = None) -> FitResult:
     """Search for a smaller model that fits ``settings.board`` (see the module's docstring)."""
     search = _Search(Path(model_path), settings, reporter or Reporter())
@@ -239,6 +244,7 @@ class _Search:
         self.measure_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
         self.notes: list[str] = []
+        self.saved = 0                              # models saved to the work folder
 
     def close(self) -> None:
         if self.workdir is not None:
@@ -481,18 +487,29 @@ class _Search:
             self.report.working(f"{method} probe: {detail}")
             _seed(self.s.seed)          # layers draw their seed generators when they are made
             model = build()
-            candidate = self._measure(model, method, detail, trained=False, epochs=0,
-                                      changes={**changes, "_level": round(level, 4)})
+            try:
+                candidate = self._measure(model, method, detail, trained=False, epochs=0,
+                                          changes={**changes, "_level": round(level, 4)})
+            except _Unmeasurable as exc:
+                self.notes.append(f"{method} probe ({detail}) skipped: {exc}")
+                self.sizes[key] = None
+                return None
             candidate.model = model
             self.sizes[key] = candidate
             return candidate
 
-        hi = probe(1.0)
+        hi, hi_level = None, 1.0
+        for hi_level in (1.0, 0.9, 0.75):   # the deepest cut that the pipeline can measure
+            hi = probe(hi_level)
+            if hi is not None:
+                break
+        if hi is None:
+            return None
         if not hi.fits:
             self.notes.append(f"{method}: even the deepest cut does not fit ({hi.verdict()})")
             return None
         lo_level, lo_over = 0.0, self.baseline.overflow()
-        hi_level, hi_over = 1.0, hi.overflow()
+        hi_over = hi.overflow()
         best = hi
         for _ in range(self.s.probes):
             width = hi_level - lo_level
@@ -501,7 +518,9 @@ class _Search:
             guess = lo_level + width * lo_over / max(1e-9, lo_over - hi_over)
             level = min(max(guess, lo_level + 0.2 * width), hi_level - 0.2 * width)
             c = probe(level)
-            if c.fits:
+            if c is None:                   # not measurable: search the other side of it
+                lo_level = level
+            elif c.fits:
                 if c is best:      # the same structure as the best: the boundary is below
                     hi_level = level
                     continue
@@ -540,8 +559,12 @@ class _Search:
         if done < epochs:
             self.notes.append(f"{method}: the time budget stopped training after {done} of "
                               f"{epochs} epochs")
-        return self._measure(model, method, detail, trained=True, epochs=done, changes=changes,
-                             started=started)
+        try:
+            return self._measure(model, method, detail, trained=True, epochs=done,
+                                 changes=changes, started=started)
+        except _Unmeasurable as exc:
+            self.notes.append(f"{method} ({detail}) skipped after training: {exc}")
+            return None
 
     # ------------------------------------------------------------------ measuring
 
@@ -555,16 +578,23 @@ class _Search:
         started = started or time.monotonic()
         measuring = time.monotonic()
         index = len(self.candidates)
+        baseline = path is not None
         if path is None:
-            path = self.workdir / f"{index:03d}" / f"{self.name}_fit.keras"
+            self.saved += 1
+            path = self.workdir / f"{self.saved:03d}" / f"{self.name}_fit.keras"
             path.parent.mkdir()
             model.save(path)
-        prepared = prepare(path, calib=str(self.calib_path), io=self.s.io,
-                           tflm_library=self.s.tflm_library)
-        checks = {rt: check(prepared.measured, self.s.board, rt) for rt in self.s.runtimes}
-        int8_out = isolation.run("tinydeploy.evaluate", "micro_outputs", prepared.model_bytes,
-                                 self.eval.x, crash_fix="a bug in TFLM's reference kernels that "
-                                 "this model triggers; replace the layer it fails on")
+        try:
+            prepared = prepare(path, calib=str(self.calib_path), io=self.s.io,
+                               tflm_library=self.s.tflm_library)
+            checks = {rt: check(prepared.measured, self.s.board, rt) for rt in self.s.runtimes}
+            int8_out = isolation.run("tinydeploy.evaluate", "micro_outputs", prepared.model_bytes,
+                                     self.eval.x, crash_fix="a bug in TFLM's reference kernels "
+                                     "that this model triggers; replace the layer it fails on")
+        except TinydeployError as exc:
+            if baseline:      # the model as given: the user's to fix
+                raise
+            raise _Unmeasurable(str(exc)) from None
         int8_accuracy = self.task.accuracy(int8_out, self.y_eval)
         float_accuracy = self.task.accuracy(predict(model, self.eval.x), self.y_eval)
         if self.baseline_accuracy is None:
