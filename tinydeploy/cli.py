@@ -286,8 +286,9 @@ def inspect(model, calib, calib_samples, io, as_json):
                + (f"; newer than supported: {', '.join(a.tflm_too_new)}" if a.tflm_too_new else ""))
     if p.measured.tflm:
         t = p.measured.tflm
-        click.echo(f"tflm     arena {t.total:,} B on a 32-bit MCU ({t.non_persistent:,} activations "
-                   f"+ {t.persistent:,} persistent)")
+        click.echo(f"tflm     arena {t.total:,} B on a 32-bit MCU with TFLM's reference kernels "
+                   f"({t.non_persistent:,} activations + {t.persistent:,} persistent; a board's own "
+                   "library may need more: check --board ID)")
     click.echo(f"native   missing ops: {', '.join(native.unsupported_ops) or 'none'}"
                + ("" if native.unsupported_ops else f"; arena {native.arena_bytes:,} B"))
 
