@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from tinydeploy.cli import _library, emit_json, friendly_errors, model_options, status, tflm_lib_option
-from tinydeploy.errors import InputError
+from tinydeploy.errors import InputError, TinydeployError
 from tinydeploy.fit.progress import DEFAULT_BUDGET, ProgressBar, clock, parse_duration
 
 
@@ -96,6 +96,10 @@ def fit_cmd(model, calib, calib_samples, io, board, train_data, eval_data, max_d
         _show(result, as_json)
         if result.status == "fits":
             return
+        if result.status != "chosen" and result.interrupted:
+            raise Interrupted(f"interrupted before any candidate fit {board_profile.id}; nothing "
+                              "written", "run it again and let the search reach a candidate that "
+                              "fits; the table above shows what was measured")
         if result.status != "chosen":
             raise result.failure()
         write(result, out, force)
@@ -109,6 +113,12 @@ def fit_cmd(model, calib, calib_samples, io, board, train_data, eval_data, max_d
         status(f"interrupted: kept the best fitting candidate so far (#{result.chosen.index}) "
                f"in {out}")
         sys.exit(130)
+
+
+class Interrupted(TinydeployError):
+    """Ctrl-C before any candidate fit: nothing to keep."""
+
+    exit_code = 130
 
 
 def _show(result, as_json: bool) -> None:
