@@ -154,16 +154,22 @@ def model_name(model_path: str | Path) -> str:
 
 
 def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None = None,
-          out_dir: str | Path | None = None, force: bool = False) -> BuildResult:
+          out_dir: str | Path | None = None, force: bool = False,
+          protocol: str = "tinydeploy") -> BuildResult:
     """Check the prepared model against ``board`` and render its firmware project.
 
     When the model does not fit (or the runtime lacks an op) nothing is rendered unless ``force``;
-    the returned result's ``out_dir`` is then None and ``check.fits`` False.
+    the returned result's ``out_dir`` is then None and ``check.fits`` False. ``protocol`` "eembc"
+    gives a firmware that speaks EEMBC's MLPerf Tiny benchmark protocol (tinydeploy.eembc).
     """
+    from tinydeploy.eembc import check_protocol, settings_for
+
     board = load_board(board) if isinstance(board, str) else board
     runtime = runtime or board.default_runtime
     if runtime not in RUNTIMES:
         raise InputError(f"unknown runtime '{runtime}'", "use --runtime tflm or --runtime native")
+    if check_protocol(protocol) == "eembc":
+        settings_for(prepared.analysis, prepared.name)  # a model it cannot serve fails before any work
     result = check(prepared.measured, board, runtime)
     if not result.fits and not force:
         return BuildResult(prepared, result, None)
@@ -174,16 +180,16 @@ def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None 
     out = Path(out_dir) if out_dir else default_out_dir(prepared.name, board)
     build_result = BuildResult(prepared, result, out)
     with staged_output(out, force) as stage:
-        _render(prepared, board, runtime, result, stage)
+        _render(prepared, board, runtime, result, stage, protocol)
         build_result.files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                                     if p.is_file())
-        _write_reports(build_result, stage)
+        _write_reports(build_result, stage, protocol)
     build_result.files += [MANIFEST, "report.json", "REPORT.md"]
     return build_result
 
 
 def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: CheckResult,
-            stage: Path) -> None:
+            stage: Path, protocol: str = "tinydeploy") -> None:
     from tinydeploy import projects
 
     arena_needed = arena = result.arena
@@ -195,10 +201,10 @@ def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: Check
     sources = ModelSources(prepared.name, prepared.model_bytes, prepared.analysis, board, runtime,
                            arena, arena_needed, note)
     (stage / "model.tflite").write_bytes(prepared.model_bytes)
-    projects.render_project(stage, sources)
+    projects.render_project(stage, sources, protocol)
 
 
-def _write_reports(result: BuildResult, stage: Path) -> None:
+def _write_reports(result: BuildResult, stage: Path, protocol: str = "tinydeploy") -> None:
     data = result.to_dict()
     (stage / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     (stage / "REPORT.md").write_text(report.markdown(result))
@@ -207,6 +213,11 @@ def _write_reports(result: BuildResult, stage: Path) -> None:
                 "model_sha256": data["model"]["sha256"], "name": result.prepared.name}
     if result.check.runtime == "tflm" and data["tflm_library"]:
         manifest["tflm_library"] = data["tflm_library"]  # found again by flash and validate
+    if protocol != "tinydeploy":  # the default leaves the manifest as it always was
+        from tinydeploy.eembc import settings_for
+
+        manifest["protocol"] = protocol
+        manifest["eembc"] = settings_for(result.prepared.analysis, result.prepared.name).to_dict()
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -159,6 +159,10 @@ def cli():
 @click.option("--board", "-b", required=True, metavar="ID", help="Board profile id (see 'tinydeploy boards').")
 @click.option("--runtime", type=click.Choice(["tflm", "native"]),
               help="Runtime on the device (default: the board's; tflm on real boards).")
+@click.option("--protocol", type=click.Choice(["tinydeploy", "eembc"]), default="tinydeploy",
+              show_default=True, help="What the firmware speaks: tinydeploy's protocol (validate) or "
+                                      "EEMBC's MLPerf Tiny benchmark protocol (benchmark, the "
+                                      "official runner; firmware/EEMBC.md).")
 @click.option("--eval", "eval_data", metavar="DATA", help="Samples (.npz with x, optional y) for the float-vs-int8 accuracy report.")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
               help="Output folder (default build/<model>-<board>).")
@@ -167,7 +171,7 @@ def cli():
 @tflm_lib_option
 @friendly_errors
 def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json,
-          tflm_lib):
+          tflm_lib, protocol):
     """Quantize MODEL, check it against a board and render its firmware project.
 
     \b
@@ -187,7 +191,8 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
     out_dir = _out_dir(model, board_profile, out_dir)
     with claim_output(out_dir, force):  # checked and held before the seconds of quantization
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
-        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force,
+                           protocol=protocol)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -508,13 +513,17 @@ def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, t
               help="Board profile id.")
 @click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: the board's).")
 @click.option("--eval", "eval_data", metavar="DATA", help="Samples for the float-vs-int8 report.")
+@click.option("--protocol", type=click.Choice(["tinydeploy", "eembc"]), default="tinydeploy",
+              show_default=True, help="What the firmware speaks: tinydeploy's protocol (validate) or "
+                                      "EEMBC's MLPerf Tiny benchmark protocol (benchmark, the "
+                                      "official runner; firmware/EEMBC.md).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Project folder.")
 @click.option("--force", is_flag=True, help="Replace an existing project folder.")
 @click.option("--port", metavar="PORT", help="Serial port of a real board.")
 @_validation_options
 @friendly_errors
 def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, port,
-           samples, limit, tolerance, timeout, json_path, tflm_lib):
+           samples, limit, tolerance, timeout, json_path, tflm_lib, protocol):
     """Build, flash and validate MODEL in one go (on the emulated qemu-m4 by default).
 
     \b
@@ -539,7 +548,8 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
         existed = out_dir.exists()
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         data = _validation_samples(samples or eval_data, prepared.model_bytes, limit)
-        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force)
+        result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force,
+                           protocol=protocol)
         if result.out_dir is None:
             _fail(f"{result.check.verdict()}; nothing built", 1)
         status(f"built {result.out_dir} ({result.check.verdict()})")
@@ -552,6 +562,11 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
 
                 shutil.rmtree(result.out_dir, ignore_errors=True)
             raise
+    if protocol == "eembc":  # benchmarked instead (tinydeploy.benchmark_cli)
+        from tinydeploy.benchmark_cli import run_benchmark
+
+        run_benchmark(project, port, data, limit, timeout=timeout, json_path=json_path)
+        return
     _run_validation(project, port, data, limit, tolerance, json_path, timeout)
 
 
@@ -575,6 +590,10 @@ cli.add_command(_export)
 from tinydeploy.fit_cli import fit_cmd as _fit  # noqa: E402 - needs the options above
 
 cli.add_command(_fit)
+
+from tinydeploy.benchmark_cli import benchmark_cmd as _benchmark  # noqa: E402 - needs the options above
+
+cli.add_command(_benchmark)
 
 
 def main() -> None:

@@ -52,6 +52,11 @@ class Project:
     def elf(self) -> Path:
         return self.path / "build" / "firmware.elf"
 
+    @property
+    def protocol(self) -> str:
+        """"tinydeploy" (validate), or "eembc" (the MLPerf Tiny benchmark protocol)."""
+        return self.manifest.get("protocol", "tinydeploy")
+
 
 def open_project(path: str | Path, tflm_lib: str | None = None) -> Project:
     path = Path(path)
@@ -76,6 +81,14 @@ def build_firmware(project: Project, progress=None):
     elif project.runtime != "native":
         raise InputError(f"unknown runtime '{project.runtime}' in {project.path}/tinydeploy.json",
                          "rebuild the project with tinydeploy build")
+    if project.protocol == "eembc":  # the EEMBC benchmark server replaces tinydeploy's protocol
+        from tinydeploy import eembc
+
+        main, extra = eembc.baremetal_parts()
+        return baremetal.build_firmware(
+            project.board, [*sorted(src.glob("*.c")), *extra], project.path / "build", cxx=cxx,
+            main=str(main), protocol=False,
+            defines=[f"TD_EEMBC_PROGRESS_MS={eembc.PROGRESS_MS_EMULATED}"])
     return baremetal.build_firmware(project.board, sorted(src.glob("*.c")), project.path / "build",
                                     cxx=cxx)
 
@@ -114,6 +127,10 @@ def running(project: Project, port: str | None = None, timeout: float | None = N
     Real boards: connects to ``port`` or the port found from the board's USB VID/PID; the firmware
     must have been flashed already (``tinydeploy flash``). ``timeout``: see :func:`link_options`.
     """
+    if project.protocol != "tinydeploy":
+        raise InputError(f"{project.path} speaks the EEMBC benchmark protocol, not tinydeploy's",
+                         f"run 'tinydeploy benchmark {project.path} --samples DATA', or rebuild "
+                         "without --protocol eembc to validate it")
     waits = link_options(project, timeout)
     from tinydeploy.link import DeviceLink
 

@@ -58,11 +58,17 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _firmware_files(runtime: str) -> list[Path]:
+# With --protocol eembc the EEMBC benchmark server (firmware/eembc) replaces tinydeploy's protocol.
+_EEMBC_FIRMWARE = (("", ("td_runtime.h", "td_hal.h")), ("eembc", ("td_eembc.c", "td_eembc.h")),
+                   ("hal", ("td_hal_arduino.cpp",)))
+
+
+def _firmware_files(runtime: str, protocol: str = "tinydeploy") -> list[Path]:
     """Every hand-written firmware file the project needs; each folder must contribute some."""
     root = firmware_dir()
     files: list[Path] = []
-    for folder, patterns in _COMMON_FIRMWARE + _RUNTIME_FIRMWARE[runtime]:
+    common = _EEMBC_FIRMWARE if protocol == "eembc" else _COMMON_FIRMWARE
+    for folder, patterns in common + _RUNTIME_FIRMWARE[runtime]:
         matches = sorted({path for pattern in patterns for path in (root / folder).glob(pattern)})
         if not matches:
             raise FileNotFoundError(f"firmware/{folder} ({', '.join(patterns)}) is missing from this installation")
@@ -98,7 +104,8 @@ def render_platformio_project(out_dir: Path, context: dict[str, Any]) -> list[Pa
     src = out_dir / "src"
     src.mkdir(parents=True, exist_ok=True)
 
-    variables = dict(context, pio=board.platformio, env_name=board.id)
+    variables = dict(context, pio=board.platformio, env_name=board.id,
+                     protocol=context.get("protocol", "tinydeploy"))
     outputs = {"platformio.ini": "platformio.ini.j2", "src/main.cpp": "src/main.cpp.j2"}
 
     env = _environment()
@@ -109,7 +116,7 @@ def render_platformio_project(out_dir: Path, context: dict[str, Any]) -> list[Pa
         written.append(target.resolve())
     if context["runtime"] == "tflm":
         written.append(write_op_resolver(src, context["model_name"], list(context["ops"])).resolve())
-    for source in _firmware_files(context["runtime"]):
+    for source in _firmware_files(context["runtime"], variables["protocol"]):
         target = src / source.name
         target.write_bytes(source.read_bytes())
         written.append(target.resolve())

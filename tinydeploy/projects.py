@@ -21,9 +21,13 @@ def project_kind(board) -> str:
     return "baremetal" if board.emulated else "platformio"
 
 
-def render_project(stage: Path, sources: ModelSources) -> None:
+def render_project(stage: Path, sources: ModelSources, protocol: str = "tinydeploy") -> None:
     src = stage / "src"
     render_model_sources(sources, src)
+    if protocol == "eembc":  # the EEMBC benchmark protocol's model settings (tinydeploy.eembc)
+        from tinydeploy.eembc import write_config
+
+        write_config(src, sources.analysis, sources.model_name)
     if sources.runtime == "tflm" and project_kind(sources.board) == "baremetal":
         write_op_resolver(src, sources.model_name, sources.analysis.distinct_ops)
     if sources.runtime == "native":
@@ -34,6 +38,6 @@ def render_project(stage: Path, sources: ModelSources) -> None:
         from tinydeploy.platformio_project import render_platformio_project
 
         render_platformio_project(stage, sources.context() | {
-            "model_name": c_identifier(sources.model_name)})
+            "model_name": c_identifier(sources.model_name), "protocol": protocol})
     # baremetal: src/ is complete; `tinydeploy flash` links it with the protocol, the board support
     # and, for tflm, the TFLM adapter and the compiled TFLM library (tinydeploy.baremetal).

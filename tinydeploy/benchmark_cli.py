@@ -1,0 +1,227 @@
+"""``tinydeploy benchmark``: the MLPerf Tiny figures of a firmware built with ``--protocol eembc``
+(tinydeploy.benchmark), or, with ``--serve PTY``, the emulated board presented as a serial port
+for the official runner (firmware/EEMBC.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tinydeploy.cli import (_check_json_path, _validation_samples, _write_json, friendly_errors,
+                            status, tflm_lib_option)
+from tinydeploy.errors import InputError
+
+
+@click.command("benchmark")
+@click.argument("project", type=click.Path(path_type=Path))
+@click.option("--samples", metavar="DATA",
+              help="Samples: .npz (x, labels y: classes, or 1 = anomalous for an anomaly "
+                   "detector) or .npy. Default: 20 random inputs (no accuracy).")
+@click.option("--limit", type=click.IntRange(1), metavar="N", help="Use at most N samples.")
+@click.option("--iterations", type=click.IntRange(1), metavar="N",
+              help="Timed inferences per performance window (default: the runner's for the "
+                   "model: ic01 20, ad01 1500, kws01 70, vww01 20).")
+@click.option("--warmups", type=click.IntRange(0), metavar="W",
+              help="Warm-up inferences before each window (default: the runner's, 5 or 10).")
+@click.option("--windows", type=click.IntRange(1), metavar="K",
+              help="Performance windows; the figures are their median (default 5, as the runner).")
+@click.option("--port", metavar="PORT", help="Serial port of a real board (default: found by USB "
+                                             "VID/PID; emulated boards: QEMU is started).")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Longest one inference may take (default: from the model's MACs and the clock).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write the report as JSON to FILE ('-' for stdout).")
+@click.option("--serve", "serve_path", type=click.Path(path_type=Path), metavar="PTY",
+              help="Do not benchmark: boot the emulated board and present its UART as the "
+                   "serial port PTY (a symlink to a pseudo-terminal) for the official runner, "
+                   "until Ctrl-C.")
+@tflm_lib_option
+@friendly_errors
+def benchmark_cmd(project, samples, limit, iterations, warmups, windows, port, timeout, json_path,
+                  serve_path, tflm_lib):
+    """Run MLPerf Tiny's accuracy and performance modes on PROJECT's firmware (built with
+    --protocol eembc) and print median latency, throughput and top-1 accuracy (AUC for an
+    anomaly detector). Exit 1 when an output differs from the host reference.
+
+    \b
+    Examples:
+      tinydeploy build examples/mlperf_tiny/pretrainedResnet_quant.tflite --board qemu-m4 \\
+          --protocol eembc -o build/ic-eembc
+      tinydeploy benchmark build/ic-eembc --samples ic_samples.npz --json ic.json
+      tinydeploy benchmark build/ic-eembc --serve /tmp/ttyDUT     # for mlcommons' runner
+    """
+    from tinydeploy.device import open_project
+
+    _check_json_path(json_path)
+    project = open_project(project, tflm_lib)
+    require_eembc(project)
+    if serve_path is not None:
+        serve(project, serve_path)
+        return
+    data = _validation_samples(samples, project.model_bytes, limit)
+    run_benchmark(project, port, data, limit, iterations, warmups, windows, timeout, json_path)
+
+
+def require_eembc(project) -> None:
+    if project.protocol != "eembc":
+        raise InputError(f"{project.path} speaks tinydeploy's protocol, not the EEMBC benchmark "
+                         "protocol", f"rebuild it with 'tinydeploy build ... --protocol eembc', or "
+                                     f"run 'tinydeploy validate {project.path}'")
+    if not isinstance(project.manifest.get("eembc"), dict):
+        raise InputError(f"the project manifest of {project.path} has no 'eembc' settings",
+                         "rebuild the project with 'tinydeploy build ... --protocol eembc --force'")
+
+
+def run_benchmark(project, port, data, limit=None, iterations=None, warmups=None, windows=None,
+                  timeout=None, json_path=None) -> None:
+    """Benchmark a project's running firmware and print the report (also used by deploy)."""
+    from tinydeploy.analyze import analyze
+    from tinydeploy.benchmark import benchmark
+    from tinydeploy.errors import ValidationFailed
+    from tinydeploy.link import inference_bound_s
+    from tinydeploy.validate import reference_for
+
+    library = project.tflm_library() if project.runtime == "tflm" else None
+    if project.runtime == "tflm" and library is None:
+        status("warning: no TFLM library given: comparing with the tflite_micro wheel, which can "
+               "differ from the device's TFLM by 1 on rounding ties (--tflm-lib DIR)")
+    reference = reference_for(project.runtime, project.model_bytes, library, progress=status)
+    board = project.board
+    if timeout is None:
+        timeout = inference_bound_s(analyze(project.model_bytes).total_macs, board.clock_hz,
+                                    board.emulated)
+    status(f"starting {board.id} ({project.kind}) ...")
+    with eembc_device(project, port) as device:
+        with click.progressbar(length=len(data.x) + (windows or 5), label="benchmarking",
+                               file=sys.stderr) as bar:
+            report = benchmark(device, project.model_bytes, data.x, data.y,
+                               settings=project.manifest["eembc"], iterations=iterations,
+                               warmups=warmups, windows=windows, limit=limit, reference=reference,
+                               inference_s=timeout, progress=lambda what, done, total: bar.update(1))
+    for line in report.lines():
+        click.echo(line)
+    if json_path:
+        text = json.dumps(report.to_dict(), indent=2)
+        if str(json_path) == "-":
+            click.echo(text)
+        else:
+            _write_json(json_path, text)
+    if not report.passed:
+        first = report.mismatches[0] if report.mismatches else "?"
+        raise ValidationFailed(
+            f"the device's outputs differ from the host reference on {1 - report.exact_match:.1%} "
+            f"of samples (first at sample {first}), or its m-results lines from its outputs on "
+            f"{1 - report.results_match:.1%}", "check the runtime and firmware/eembc")
+
+
+class _Connected:
+    """The device connection and whatever runs behind it (QEMU), stopped together."""
+
+    def __init__(self, project, port):
+        self.project, self.port, self.qemu, self.device = project, port, None, None
+
+    def __enter__(self):
+        from tinydeploy.benchmark import EembcDevice
+
+        project = self.project
+        if project.kind == "baremetal" and self.port is None:
+            self.qemu = start_emulated(project)
+            try:
+                self.device = EembcDevice(self.qemu.port, open_timeout=self.qemu.open_timeout)
+            except BaseException:
+                self.qemu.stop()
+                raise
+            return self.device
+        port = self.port
+        if port is None:
+            from tinydeploy.runners import PlatformioRunner
+
+            port = PlatformioRunner.from_board(project.board).resolve_port()
+        self.device = EembcDevice(port, baudrate=project.board.serial.baud, open_timeout=2.0)
+        return self.device
+
+    def __exit__(self, *exc):
+        try:
+            if self.device is not None:
+                self.device.close()
+        finally:
+            if self.qemu is not None:
+                self.qemu.stop()
+
+
+def eembc_device(project, port=None) -> _Connected:
+    """``with eembc_device(project) as device``: a connected tinydeploy.benchmark.EembcDevice."""
+    return _Connected(project, port)
+
+
+def start_emulated(project):
+    """Build the ELF if needed and boot it in QEMU (a tinydeploy.runners.qemu.QemuDevice)."""
+    from tinydeploy.device import build_firmware
+    from tinydeploy.runners import QemuRunner
+
+    if not project.elf.is_file():
+        build_firmware(project, progress=status)
+    return QemuRunner.from_board(project.board).run(project.elf)
+
+
+def serve(project, path: Path) -> None:
+    """Present the emulated board's UART as the pty ``path`` until Ctrl-C (or QEMU stops)."""
+    import select
+    import tty
+
+    if project.kind != "baremetal":
+        raise InputError(f"--serve is for emulated boards; {project.board.id} is a real board",
+                         "point the runner at the board's own serial port")
+    if path.exists() and not path.is_symlink():
+        raise InputError(f"--serve {path} exists and is not a symlink", "choose another path")
+    if not path.parent.is_dir():
+        raise InputError(f"--serve {path}: the folder {path.parent} does not exist", "create it first")
+    qemu = start_emulated(project)
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        os.symlink(os.ttyname(slave), tmp)
+        os.replace(tmp, path)
+        sock = _connect(qemu)
+        status(f"serving {project.board.id} ({project.manifest['eembc']['model_id']}, runtime "
+               f"{project.runtime}) on {path} -> {os.ttyname(slave)}; Ctrl-C stops it")
+        click.echo(str(path))
+        while qemu.exit_code is None:
+            ready, _, _ = select.select([master, sock], [], [], 0.5)
+            if master in ready:
+                data = os.read(master, 4096)
+                if data:
+                    sock.sendall(data)
+            if sock in ready:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                os.write(master, data)
+        status(f"the emulated board stopped (QEMU exit status {qemu.exit_code})")
+    finally:
+        if path.is_symlink():
+            path.unlink()
+        os.close(master)
+        os.close(slave)
+        qemu.stop()
+
+
+def _connect(qemu):
+    import socket
+    import time
+
+    deadline = time.monotonic() + qemu.open_timeout
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", qemu.tcp_port), timeout=1.0)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
