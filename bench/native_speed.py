@@ -7,9 +7,14 @@ under ``-icount shift=0``, where one instruction takes 1 ns of virtual time, so 
 timer gives the instructions an inference executes (SysTick ticks x 40 on mps2-an386). Every
 output is compared with the tflite_micro reference: a speed figure only counts if it is bit-exact.
 
+The instruction counts come from a second firmware per variant that runs one inference and
+reads SysTick's current-value register around it, interrupts off, as a free 24-bit counter of
+virtual time (the protocol's latency comes from a millisecond interrupt that QEMU may deliver
+late, which can shift a reading by a whole millisecond = a million instructions).
+
 Printed per model:
   instructions  portable, DSP, portable/DSP; and DSP against TFLM+CMSIS-NN as issue 10 measured
-                it (a quoted figure, not measured here: bench/runtimes.py measures both in one run)
+                it (a quoted figure: bench/runtimes.py measures both in one run)
   arena         the native arena vs lower bounds: "live" = the largest set of tensors live during
                 one op in the model's op order (what any planner needs that keeps each tensor
                 whole), "in-place" = the same where an op's output may overlap the input it
@@ -46,6 +51,7 @@ from tinydeploy.build import build, prepare  # noqa: E402
 from tinydeploy.errors import DoesNotFitError  # noqa: E402
 from tinydeploy.link import DeviceLink  # noqa: E402
 from tinydeploy.native.compiler import build_program  # noqa: E402
+from tinydeploy.resources import firmware_dir  # noqa: E402
 from tinydeploy.runners import QemuRunner  # noqa: E402
 from tinydeploy.validate import validate  # noqa: E402
 
@@ -66,6 +72,84 @@ class Run:
     exact: bool
 
 
+COUNT_MAIN = r"""
+/* One inference between two readings of SysTick's current value (interrupts off), printed
+ * through semihosting: bench/native_speed.py. */
+#include <stdint.h>
+
+#include "model.h"
+#include "td_board.h"
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+
+int main(void)
+{
+    uint32_t seed = 12345u, start, end, ticks;
+    char text[24];
+    int i, n;
+    size_t k;
+    if (td_model_init() != 0) {
+        td_semihost_exit(1);
+    }
+    for (i = 0; i < td_model_num_inputs(); ++i) {
+        int8_t *in = td_model_input(i);
+        for (k = 0; k < td_model_input_size(i); ++k) {
+            seed = seed * 1103515245u + 12345u;
+            in[k] = (int8_t)(seed >> 16);
+        }
+    }
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0u;
+    SYST_CSR = 5u; /* enabled, processor clock, no interrupt */
+    start = SYST_CVR;
+    if (td_model_invoke() != 0) {
+        td_semihost_exit(2);
+    }
+    end = SYST_CVR;
+    ticks = (start - end) & 0xFFFFFFu;
+    n = (int)sizeof text - 1;
+    text[n] = 0;
+    text[--n] = '\n';
+    do {
+        text[--n] = (char)('0' + ticks % 10u);
+        ticks /= 10u;
+    } while (ticks != 0u);
+    td_semihost_puts(text + n);
+    td_semihost_exit(0);
+}
+"""
+SYSTICK_TICKS_MAX = 1 << 24
+
+
+def count_instructions(board, sources: list[Path], defines: list[str], work: Path) -> int:
+    """Instructions of one inference: the counting firmware run once in QEMU."""
+    fw = firmware_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "count_main.c").write_text(COUNT_MAIN)
+    (work / "link.ld").write_text(baremetal.render_linker_script(board))
+    runtime = [s for s in sources if s.name == "model.c" or s.name.startswith("td_")]
+    support = [fw / "baremetal" / name for name in ("startup.c", "semihost.c", "td_clock.c")]
+    hz = baremetal.SYSTICK_HZ[board.qemu.machine]
+    elf = work / "count.elf"
+    subprocess.run(["arm-none-eabi-gcc", *board.qemu.cpu_flags, "-O2", "-ffunction-sections",
+                    "-fdata-sections", f"-DTD_SYSTICK_HZ={hz}u", *(f"-D{d}" for d in defines),
+                    f"-I{fw}", f"-I{fw / 'baremetal'}", f"-I{runtime[0].parent}",
+                    *map(str, runtime), *map(str, support), str(work / "count_main.c"),
+                    "--specs=nano.specs", "-nostartfiles", f"-T{work / 'link.ld'}",
+                    "-Wl,--gc-sections", "-lm", "-o", str(elf)], check=True)
+    run = subprocess.run(["qemu-system-arm", "-M", board.qemu.machine, "-nographic", "-monitor",
+                          "none", "-icount", "shift=0", "-semihosting-config",
+                          "enable=on,target=native", "-kernel", str(elf)],
+                         capture_output=True, text=True, timeout=600)
+    words = (run.stdout + run.stderr).split()  # QEMU writes semihosting output to stderr
+    ticks = int(words[-1]) if run.returncode == 0 and words and words[-1].isdigit() else -1
+    if not 0 < ticks < SYSTICK_TICKS_MAX:
+        raise RuntimeError(f"counting firmware: status {run.returncode}, output {words[-3:]}")
+    return int(ticks * 1e9 / hz)
+
+
 def random_samples(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
     spec = analyze(model_bytes).inputs[0]
     rng = np.random.default_rng(seed)
@@ -76,7 +160,7 @@ def random_samples(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
 
 
 def run_on_qemu(board, elf: Path, model_bytes: bytes, samples: np.ndarray) -> Run:
-    """Validate the firmware on the samples; instructions per inference (median)."""
+    """Validate the firmware on the samples; instructions per inference (the device's median)."""
     with QemuRunner.from_board(board).run(elf) as device:
         with DeviceLink(device.port, open_timeout=device.open_timeout) as link:
             link.hello(expected_hash=hashlib.sha256(model_bytes).digest())
@@ -146,7 +230,9 @@ def bench_model(name: str, path: Path, samples: int) -> dict:
             row[variant] = None
             row["problem"] = err.problem
             continue
-        row[variant] = run_on_qemu(board, fw.elf, model_bytes, xs)
+        run = run_on_qemu(board, fw.elf, model_bytes, xs)
+        run.instructions = count_instructions(board, sources, defines, work / f"{variant}-count")
+        row[variant] = run
     return row
 
 
@@ -206,7 +292,7 @@ def _m(n: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", type=Path, help="extra int8 .tflite models")
-    ap.add_argument("--samples", type=int, default=2, help="random inputs per firmware")
+    ap.add_argument("--samples", type=int, default=3, help="random inputs per firmware (the median counts)")
     ap.add_argument("--only", nargs="*", choices=sorted(MODELS), default=sorted(MODELS),
                     help="which MLPerf Tiny models (default all)")
     ap.add_argument("--kws", action="store_true",
