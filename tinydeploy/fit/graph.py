@@ -23,7 +23,6 @@ sliced from the original's (or, for a distillation student, left freshly initial
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,16 +242,18 @@ class Structure:
         if not wanted:
             return {}
         probe = keras.Model(self.model.inputs, [self.tensors[t] for t in wanted])
-        sums = [None] * len(wanted)
+        # mean |activation| of each element of the last axis, over samples and positions: what
+        # one output element of the reader gets from it, per unit of weight
+        sums, counts = [None] * len(wanted), [0] * len(wanted)
         for start in range(0, len(samples), batch):
             outs = probe([samples[start:start + batch]], training=False)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             for i, out in enumerate(outs):
                 a = np.abs(np.asarray(out, dtype=np.float64))
-                s = a.reshape(-1, a.shape[-1]).sum(axis=0) / max(1, a.shape[0])
-                sums[i] = s if sums[i] is None else sums[i] + s
-        steps = math.ceil(len(samples) / batch)
-        mean_abs = {t: sums[i] / steps for i, t in enumerate(wanted)}
+                a = a.reshape(-1, a.shape[-1])
+                sums[i] = a.sum(axis=0) if sums[i] is None else sums[i] + a.sum(axis=0)
+                counts[i] += len(a)
+        mean_abs = {t: sums[i] / max(1, counts[i]) for i, t in enumerate(wanted)}
         prunable = self.prunable()
         scores = {r: np.zeros(n) for r, n in prunable.items()}
         seen = {r: False for r in prunable}
@@ -372,7 +373,7 @@ def trace(model) -> Structure:
         earlier = [c for c in calls if c.layer == layer.name]
         if extra:
             call.why = "takes tensors as keyword arguments"
-        elif earlier:
+        elif earlier and layer.weights:
             # a layer called more than once keeps one set of weights for every call: cut nothing
             # around it
             call.why = "called more than once (shared weights)"
