@@ -131,7 +131,9 @@ class _Context:
         return f"(({ctype} *)(void *)(TD_ARENA + {offset}))"
 
     def scratch(self, op_index: int) -> str:
-        return f"(TD_ARENA + {self.arena.offsets[scratch_id(op_index)]})"
+        """The op's scratch buffer (ops.scratch_bytes), or NULL when it needs none."""
+        offset = self.arena.offsets.get(scratch_id(op_index))
+        return "NULL" if offset is None else f"(TD_ARENA + {offset})"
 
     def relaid_constant(self, index: int, cname: str) -> None:
         """The lowering writes this constant itself (e.g. weights in td_gemm.h's layout)."""
