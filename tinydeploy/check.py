@@ -96,19 +96,25 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
     # how the arena and code were found: "planned" (native), "measured ..." or "estimated ..." (tflm)
     source: str = ""
+    # why the runtime cannot run on this board at all (the profile's [tflm]/[native] reason), or ""
+    unavailable: str = ""
 
     @property
     def fits(self) -> bool:
-        return self.ram.fits and self.flash.fits and not self.unsupported
+        return self.ram.fits and self.flash.fits and not self.unsupported and not self.unavailable
 
     def to_dict(self) -> dict:
         return {"board": self.board.id, "runtime": self.runtime, "fits": self.fits,
+                "available": not self.unavailable, "unavailable_reason": self.unavailable or None,
                 "ram": self.ram.to_dict(), "flash": self.flash.to_dict(),
                 "unsupported_ops": self.unsupported, "warnings": self.warnings,
                 "source": self.source}
 
     def verdict(self) -> str:
         """One line: what does not fit (or that everything does), with the numbers."""
+        if self.unavailable:
+            return (f"{self.board.id}: the {self.runtime} runtime is not available on this board: "
+                    f"{self.unavailable}")
         if self.unsupported:
             return (f"{self.board.id}: the {self.runtime} runtime lacks "
                     f"{', '.join(self.unsupported)}")
@@ -166,7 +172,12 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
         raise ValueError(f"unknown runtime {runtime!r}")
     ram_parts |= {"stack": stack, "framework": board.framework_ram_bytes}
     flash_parts |= {"framework": board.framework_flash_bytes}
+    # A runtime the board's profile says cannot run there at all: the figures above are what it
+    # would need, the verdict is that it is not available (the profile's reason).
+    unavailable = board.runtime_unavailable(runtime) or ""
+    if unavailable:
+        source = f"not available on this board; {source}"
     return CheckResult(board, runtime, arena,
                        Region(sum(ram_parts.values()), board.ram_bytes, ram_parts),
                        Region(sum(flash_parts.values()), board.flash_bytes, flash_parts),
-                       unsupported, warnings if runtime == "tflm" else [], source)
+                       unsupported, warnings if runtime == "tflm" else [], source, unavailable)

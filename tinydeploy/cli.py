@@ -29,8 +29,12 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, details=()) -> None:
+    """One ``error:`` line; an error made of several mistakes (a board file's) lists each one
+    indented below it, one line per mistake."""
     click.echo(f"error: {one_line(message)}", err=True)
+    for detail in details:
+        click.echo(f"  {one_line(detail)}", err=True)
     sys.exit(code)
 
 
@@ -42,7 +46,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except TinydeployError as exc:
-            _fail(str(exc), exc.exit_code)
+            _fail(str(exc), exc.exit_code, getattr(exc, "details", ()))
         except Terminated as exc:  # SIGTERM/SIGHUP: unwound like Ctrl-C, so QEMU and folders are cleaned
             _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)
         except KeyboardInterrupt:
@@ -156,7 +160,8 @@ def cli():
 
 @cli.command()
 @model_options
-@click.option("--board", "-b", required=True, metavar="ID", help="Board profile id (see 'tinydeploy boards').")
+@click.option("--board", "-b", required=True, metavar="ID|FILE",
+              help="Board profile id (see 'tinydeploy boards') or a board .toml file of yours.")
 @click.option("--runtime", type=click.Choice(["tflm", "native"]),
               help="Runtime on the device (default: the board's; tflm on real boards).")
 @click.option("--protocol", type=click.Choice(["tinydeploy", "eembc"]), default="tinydeploy",
@@ -221,7 +226,8 @@ def _print_build(result) -> None:
 
 @cli.command()
 @model_options
-@click.option("--board", "-b", required=True, metavar="ID|all", help="Board profile id, or 'all' for a matrix.")
+@click.option("--board", "-b", required=True, metavar="ID|FILE|all",
+              help="Board profile id, a board .toml file of yours, or 'all' for a matrix.")
 @click.option("--runtime", type=click.Choice(["tflm", "native"]), help="Runtime (default: each board's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict(s) as JSON.")
 @tflm_lib_option
@@ -312,10 +318,21 @@ def boards(ctx, as_json):
     if as_json:
         emit_json([b.to_dict() for b in profiles])
         return
-    click.echo(f"{'id':<22} {'name':<44} {'core':<14} {'flash':>9} {'RAM':>9}  runtime/runner")
+    click.echo(f"{'id':<24} {'name':<40} {'core':<14} {'flash':>9} {'RAM':>9} {'ext. RAM':>13}  "
+               f"runtimes/runner")
     for b in profiles:
-        click.echo(f"{b.id:<22} {b.name[:44]:<44} {b.core:<14} {b.flash_bytes // 1024:>6} KB "
-                   f"{b.ram_bytes // 1024:>6} KB  {b.default_runtime}/{b.default_runner}")
+        ext = b.external_ram
+        ext_text = (f"{ext.bytes // 1024 ** 2} MB {ext.kind}{'?' if ext.optional else ''}"
+                    if ext else "")
+        runtimes = ",".join(b.runtimes) or "none"
+        mark = " (yours)" if b.origin != "bundled" else ""
+        click.echo(f"{b.id:<24} {b.name[:40]:<40} {b.core:<14} {b.flash_bytes // 1024:>6} KB "
+                   f"{b.ram_bytes // 1024:>6} KB {ext_text:>13}  {runtimes}/{b.default_runner}{mark}")
+    for b in profiles:
+        if b.shadows:
+            status(f"note: {b.id} is your board file {b.source}; it replaces the bundled {b.shadows}")
+    status("runtimes: those that run on the board (default first; 'boards show ID' says why one "
+           "does not); ext. RAM: '?' = optional, not on every board")
 
 
 @boards.command("show")

@@ -40,7 +40,8 @@ def check_matrix(results: list["CheckResult"]) -> str:
     head = f"{'board':<22} {'runtime':<7} {'RAM used/avail':>21} {'flash used/avail':>23}  verdict"
     lines = [head, "-" * len(head)]
     for c in results:
-        verdict = "fits" if c.fits else ("unsupported op" if c.unsupported else "DOES NOT FIT")
+        verdict = ("fits" if c.fits else "not available" if c.unavailable else
+                   "unsupported op" if c.unsupported else "DOES NOT FIT")
         lines.append(f"{c.board.id:<22} {c.runtime:<7} "
                      f"{kb(c.ram.used):>9} / {kb(c.ram.available):>9} "
                      f"{kb(c.flash.used):>10} / {kb(c.flash.available):>10}  {verdict}")
