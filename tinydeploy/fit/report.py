@@ -189,7 +189,7 @@ def chart(result: FitResult, path: Path) -> None:
                              label=f"below {low:.0f}% (drawn at the edge)"))
     axes[1].legend(handles=legend, fontsize=8, loc="lower right")
     fig.suptitle(f"tinydeploy fit: {result.name} on {board.id} — accuracy against size "
-                 f"({len(result.candidates)} candidates)", fontsize=11)
+                 f"(the original and {len(result.candidates) - 1} candidates)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
