@@ -253,12 +253,14 @@ _SECTIONS = {"serial", "tflm", "native", "platformio", "qemu", "external_ram"}
 
 
 class BoardFileError(InputError):
-    """A board file with one or more mistakes. ``details`` holds one line per mistake; the CLI
-    prints the summary as its ``error:`` line and each mistake indented below it."""
+    """A board file with one or more mistakes, one line each in ``problems``. One mistake is the
+    error line itself; several make a summary line, and ``details`` (which the CLI prints indented
+    below its ``error:`` line) lists them."""
 
     def __init__(self, path: Path | str, problems: list[str]):
         self.path = str(path)
-        self.details = tuple(problems)
+        self.problems = tuple(problems)
+        self.details = self.problems if len(problems) > 1 else ()
         if len(problems) == 1:
             summary = f"board file {path}: {problems[0]}"
         else:
@@ -266,7 +268,7 @@ class BoardFileError(InputError):
         super().__init__(summary, _FIX)
 
     def __reduce__(self):
-        return (self.__class__, (self.path, list(self.details)))
+        return (self.__class__, (self.path, list(self.problems)))
 
 
 class _Problems:
