@@ -191,6 +191,54 @@ class EembcDevice:
         return [found[k] for k in sorted(found)]
 
 
+class _Connected:
+    """The device connection and whatever runs behind it (QEMU), stopped together."""
+
+    def __init__(self, project, port):
+        self.project, self.port, self.qemu, self.device = project, port, None, None
+
+    def __enter__(self):
+        project = self.project
+        if project.kind == "baremetal" and self.port is None:
+            self.qemu = start_emulated(project)
+            try:
+                self.device = EembcDevice(self.qemu.port, open_timeout=self.qemu.open_timeout)
+            except BaseException:
+                self.qemu.stop()
+                raise
+            return self.device
+        port = self.port
+        if port is None:
+            from tinydeploy.runners import PlatformioRunner
+
+            port = PlatformioRunner.from_board(project.board).resolve_port()
+        self.device = EembcDevice(port, baudrate=project.board.serial.baud, open_timeout=2.0)
+        return self.device
+
+    def __exit__(self, *exc):
+        try:
+            if self.device is not None:
+                self.device.close()
+        finally:
+            if self.qemu is not None:
+                self.qemu.stop()
+
+
+def eembc_device(project, port=None) -> _Connected:
+    """``with eembc_device(project) as device``: a connected tinydeploy.benchmark.EembcDevice."""
+    return _Connected(project, port)
+
+
+def start_emulated(project):
+    """Build the ELF if needed and boot it in QEMU (a tinydeploy.runners.qemu.QemuDevice)."""
+    from tinydeploy.device import build_firmware
+    from tinydeploy.runners import QemuRunner
+
+    if not project.elf.is_file():
+        build_firmware(project)
+    return QemuRunner.from_board(project.board).run(project.elf)
+
+
 # ---------------------------------------------------------------------------- host side
 
 def encode_input(q: np.ndarray, byte_input: str) -> bytes:
@@ -426,3 +474,42 @@ def benchmark(device: EembcDevice, model_bytes: bytes, x: np.ndarray, y: np.ndar
         bytes_moved=device.bytes_moved, wall_seconds=wall, reference=reference.name,
         mismatches=[i for i, d in enumerate(diffs) if d][:10], results=results,
         scores=None if scores is None else [float(s) for s in scores])
+
+
+def write_runner_dataset(folder, settings: dict, model_bytes: bytes, x: np.ndarray,
+                         y: np.ndarray | None) -> "Path":
+    """Write samples as the official runner's dataset: ``folder/<model id>/y_labels.csv`` (file,
+    number of classes, class[, bytes to send, stride]) and one ``.bin`` per sample holding what
+    the runner sends: 0..255 pixel bytes for ic01/vww01, float32 values for ad01 (one segment of
+    the whole sample), the int8 tensor bytes otherwise. Returns the model's folder."""
+    from pathlib import Path
+
+    from tinydeploy.analyze import analyze
+    from tinydeploy.data import check_labels
+    from tinydeploy.validate import quantize_input
+
+    if y is None:
+        raise InputError("the runner's dataset needs labels", "pass samples with labels 'y'")
+    x = np.asarray(x)
+    y = check_labels(y, len(x), "the samples")
+    labels = np.asarray(y).reshape(len(x), -1)
+    labels = labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0]
+    analysis = analyze(model_bytes)
+    in_spec = analysis.inputs[0]
+    model_id = settings.get("model_id", "model")
+    out = Path(folder) / model_id
+    out.mkdir(parents=True, exist_ok=True)
+    classes = 2 if settings.get("results") == "anomaly" else analysis.outputs[0].size
+    rows = []
+    for i, (sample, label) in enumerate(zip(x, labels)):
+        name = f"{model_id}_{i:05d}_{int(label)}.bin"
+        if settings.get("float_input") and sample.dtype.kind == "f":
+            data = np.ascontiguousarray(sample, dtype="<f4").tobytes()
+            rows.append(f"{name}, {classes}, {int(label)}, {len(data)}, {len(data)}")
+        else:
+            q = quantize_input(sample.reshape((1,) + tuple(in_spec.shape)), in_spec)
+            data = encode_input(q, settings.get("byte_input", "int8"))
+            rows.append(f"{name}, {classes}, {int(label)}")
+        (out / name).write_bytes(data)
+    (out / "y_labels.csv").write_text("\n".join(rows) + "\n")
+    return out

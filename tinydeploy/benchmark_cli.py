@@ -1,6 +1,7 @@
 """``tinydeploy benchmark``: the MLPerf Tiny figures of a firmware built with ``--protocol eembc``
 (tinydeploy.benchmark), or, with ``--serve PTY``, the emulated board presented as a serial port
-for the official runner (firmware/EEMBC.md)."""
+for the official runner (firmware/EEMBC.md). (tinydeploy.cli registers the command and this
+module imports from it: import tinydeploy.cli, not this one.)"""
 
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ from tinydeploy.errors import InputError
               help="Do not benchmark: boot the emulated board and present its UART as the "
                    "serial port PTY (a symlink to a pseudo-terminal) for the official runner, "
                    "until Ctrl-C.")
+@click.option("--runner-dataset", "dataset_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Do not benchmark: write the samples as the official runner's dataset, "
+                   "DIR/<model id>/y_labels.csv and one .bin per sample (needs labels).")
 @tflm_lib_option
 @friendly_errors
 def benchmark_cmd(project, samples, limit, iterations, warmups, windows, port, timeout, json_path,
-                  serve_path, tflm_lib):
+                  serve_path, dataset_dir, tflm_lib):
     """Run MLPerf Tiny's accuracy and performance modes on PROJECT's firmware (built with
     --protocol eembc) and print median latency, throughput and top-1 accuracy (AUC for an
     anomaly detector). Exit 1 when an output differs from the host reference.
@@ -61,6 +65,16 @@ def benchmark_cmd(project, samples, limit, iterations, warmups, windows, port, t
     require_eembc(project)
     if serve_path is not None:
         serve(project, serve_path)
+        return
+    if dataset_dir is not None:
+        from tinydeploy.benchmark import write_runner_dataset
+
+        if not samples:
+            raise InputError("--runner-dataset needs --samples", "pass labelled samples (.npz with x and y)")
+        data = _validation_samples(samples, project.model_bytes, limit)
+        folder = write_runner_dataset(dataset_dir, project.manifest["eembc"], project.model_bytes,
+                                      data.x, data.y)
+        click.echo(f"wrote {folder}/ ({len(data.x)} samples and y_labels.csv)")
         return
     data = _validation_samples(samples, project.model_bytes, limit)
     run_benchmark(project, port, data, limit, iterations, warmups, windows, timeout, json_path)
@@ -95,6 +109,8 @@ def run_benchmark(project, port, data, limit=None, iterations=None, warmups=None
         timeout = inference_bound_s(analyze(project.model_bytes).total_macs, board.clock_hz,
                                     board.emulated)
     status(f"starting {board.id} ({project.kind}) ...")
+    from tinydeploy.benchmark import eembc_device
+
     with eembc_device(project, port) as device:
         with click.progressbar(length=len(data.x) + (windows or 5), label="benchmarking",
                                file=sys.stderr) as bar:
@@ -118,56 +134,6 @@ def run_benchmark(project, port, data, limit=None, iterations=None, warmups=None
             f"{1 - report.results_match:.1%}", "check the runtime and firmware/eembc")
 
 
-class _Connected:
-    """The device connection and whatever runs behind it (QEMU), stopped together."""
-
-    def __init__(self, project, port):
-        self.project, self.port, self.qemu, self.device = project, port, None, None
-
-    def __enter__(self):
-        from tinydeploy.benchmark import EembcDevice
-
-        project = self.project
-        if project.kind == "baremetal" and self.port is None:
-            self.qemu = start_emulated(project)
-            try:
-                self.device = EembcDevice(self.qemu.port, open_timeout=self.qemu.open_timeout)
-            except BaseException:
-                self.qemu.stop()
-                raise
-            return self.device
-        port = self.port
-        if port is None:
-            from tinydeploy.runners import PlatformioRunner
-
-            port = PlatformioRunner.from_board(project.board).resolve_port()
-        self.device = EembcDevice(port, baudrate=project.board.serial.baud, open_timeout=2.0)
-        return self.device
-
-    def __exit__(self, *exc):
-        try:
-            if self.device is not None:
-                self.device.close()
-        finally:
-            if self.qemu is not None:
-                self.qemu.stop()
-
-
-def eembc_device(project, port=None) -> _Connected:
-    """``with eembc_device(project) as device``: a connected tinydeploy.benchmark.EembcDevice."""
-    return _Connected(project, port)
-
-
-def start_emulated(project):
-    """Build the ELF if needed and boot it in QEMU (a tinydeploy.runners.qemu.QemuDevice)."""
-    from tinydeploy.device import build_firmware
-    from tinydeploy.runners import QemuRunner
-
-    if not project.elf.is_file():
-        build_firmware(project, progress=status)
-    return QemuRunner.from_board(project.board).run(project.elf)
-
-
 def serve(project, path: Path) -> None:
     """Present the emulated board's UART as the pty ``path`` until Ctrl-C (or QEMU stops)."""
     import select
@@ -180,6 +146,8 @@ def serve(project, path: Path) -> None:
         raise InputError(f"--serve {path} exists and is not a symlink", "choose another path")
     if not path.parent.is_dir():
         raise InputError(f"--serve {path}: the folder {path.parent} does not exist", "create it first")
+    from tinydeploy.benchmark import start_emulated
+
     qemu = start_emulated(project)
     master, slave = os.openpty()
     try:

@@ -394,6 +394,8 @@ static uint64_t last_progress_us;
 static void progress(const char *phase, size_t done, size_t total)
 {
 #if TD_EEMBC_PROGRESS_MS > 0
+    if (done >= total)
+        return; /* the next line follows at once */
     const uint64_t now = now_us();
     if (now - last_progress_us < (uint64_t)TD_EEMBC_PROGRESS_MS * 1000u)
         return;
