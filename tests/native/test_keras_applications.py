@@ -207,3 +207,29 @@ def test_builds_warning_free_for_cortex_m4_within_flash_budget(app, tmp_path):
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"{name}: arm-none-eabi-gcc failed:\n{exc.stderr}")
     assert flash_bytes(objects) <= len(model_bytes) + 30 * 1024, name
+
+
+def test_arena_at_most_half_of_tflm(app):
+    """Issue 10's memory target holds on networks the runtime was not tuned on: at most half of
+    TFLM's whole arena (the recording allocator's plan, persistent part for a 32-bit MCU)."""
+    from tinydeploy import memory
+    from tinydeploy.analyze import analyze
+
+    name, model_bytes, native_model, _ = app
+    tflm = memory.tflm_arena(model_bytes, analyze(model_bytes)).total
+    assert native_model.result.arena_bytes <= 0.5 * tflm, (name, native_model.result.arena_bytes,
+                                                           tflm)
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not nativelib.have("qemu-system-arm"), reason="needs qemu-system-arm")
+def test_mobilenet_v2_is_bit_exact_on_the_dsp_path(keras_apps, tmp_path):
+    """The whole network on qemu-m4 (DSP kernels, its residual blocks streamed row by row)."""
+    import qemulib
+
+    model_bytes = keras_apps["mobilenet_v2"]
+    fw = qemulib.build_firmware(model_bytes, "qemu-m4", tmp_path)
+    ref = nativelib.Reference(model_bytes)
+    xs = ref.random_inputs(np.random.default_rng(3))
+    (got,), _ = fw.run([xs])
+    assert np.array_equal(ref.run(xs)[0], np.asarray(got[0]).reshape(ref.out_specs[0][0]))

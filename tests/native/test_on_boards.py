@@ -69,7 +69,11 @@ def test_corpus_group_is_bit_exact_on_board(group, board, corpus, firmware):
     assert not found, f"{group} on {board}:\n" + "\n".join(found[:20])
 
 
-@pytest.mark.parametrize("group", IN_PLACE_GROUPS)
+# The kernels with a DSP path of their own (the others run the same C as the host).
+DSP_IN_PLACE_GROUPS = [g for g in IN_PLACE_GROUPS if g.startswith(("conv", "depthwise", "pool"))]
+
+
+@pytest.mark.parametrize("group", DSP_IN_PLACE_GROUPS)
 def test_dsp_kernels_are_bit_exact_at_the_tightest_overlap(group, corpus, tmp_path, monkeypatch):
     """Outputs written over their dying inputs at exactly compiler.window_gap bytes: the DSP
     kernels' access order (two pixels at a time, four channels per word) must still be safe."""
@@ -87,7 +91,9 @@ def test_mlperf_model_is_bit_exact_on_board(model, board, firmware):
         fw = firmware(model, model_bytes, board)
     except DoesNotFitError as err:  # ad01's 270 KB of weights exceed the M3's 256 KB of flash
         pytest.skip(err.problem)
-    found = mismatches(fw, RUNS, seed=13)
+    # VWW's 27 KB input crawls through the emulated UART: one sample there (the host test runs
+    # a hundred on the same kernels)
+    found = mismatches(fw, 1 if model.startswith("vww") else RUNS, seed=13)
     assert not found, f"{model} on {board}:\n" + "\n".join(found)
 
 
