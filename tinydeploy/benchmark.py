@@ -89,8 +89,9 @@ class EembcDevice:
                                   + (f" (last bytes: {seen!r})" if seen else ""),
                                   "check that the firmware was built with --protocol eembc and "
                                   "runs; a real board may need a reset")
-            try:
-                chunk = self._serial.read(4096)
+            try:  # what has arrived, or wait (up to the port's timeout) for one byte
+                waiting = self._serial.in_waiting
+                chunk = self._serial.read(waiting if waiting else 1)
             except Exception as exc:  # noqa: BLE001 - pyserial raises several kinds
                 raise DeviceError(f"the serial connection failed: {exc}",
                                   "check the port and that the board is still connected") from None
@@ -331,13 +332,13 @@ class BenchmarkReport:
                        f"{pct(self.reference_accuracy)}")
         w = self.windows
         out += [
-            f"median latency  {self.median_latency_us:,.1f} us ({len(w)} windows of "
+            f"latency         median {self.median_latency_us:,.1f} us; throughput "
+            f"{self.throughput:,.2f} inferences/s (median of {len(w)} windows of "
             f"{w[0]['iterations'] if w else 0} inferences after {w[0]['warmups'] if w else 0} warm-ups)",
-            f"throughput      {self.throughput:,.2f} inferences/s (median over the windows)",
+            f"latency         per sample (infer 1 0): min {lat['min']:,} us, median "
+            f"{lat['median']:,} us, max {lat['max']:,} us",
             f"outputs         {pct(self.exact_match)} bit-exact with the host reference "
             f"(max |diff| {self.max_abs_diff}); m-results lines {pct(self.results_match)} as expected",
-            f"per sample      infer 1 0: min {lat['min']:,} us, median {lat['median']:,} us, "
-            f"max {lat['max']:,} us",
             f"device          runtime {self.runtime}, arena {self.arena_bytes:,} B, "
             f"clock {self.clock_hz / 1e6:g} MHz",
             f"link            {self.bytes_moved:,} B in {self.wall_seconds:.1f} s",
