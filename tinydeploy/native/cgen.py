@@ -63,7 +63,7 @@ def _c_number(v: object) -> str:
 
 
 _SIZEOF = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "float": 4, "int64_t": 8,
-           "td_channel_t": 12}
+           "td_channel_t": 12, "td_stage_t": 8}
 _ARRAY_DECL = re.compile(r"^(?:static )?const (\w+) \w+\[(\d+)\]", re.M)
 _ALIGNED_DECL = re.compile(r"^static const union \{\n    int32_t align;\n    int8_t v\[(\d+)\]")
 
