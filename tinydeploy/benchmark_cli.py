@@ -55,7 +55,8 @@ def benchmark_cmd(project, samples, limit, iterations, warmups, windows, port, t
     Examples:
       tinydeploy build examples/mlperf_tiny/pretrainedResnet_quant.tflite --board qemu-m4 \\
           --protocol eembc -o build/ic-eembc
-      tinydeploy benchmark build/ic-eembc --samples ic_samples.npz --json ic.json
+      tinydeploy benchmark build/ic-eembc --samples examples/mlperf_tiny/ic01_synthetic.npz \\
+          --json ic.json
       tinydeploy benchmark build/ic-eembc --serve /tmp/ttyDUT     # for mlcommons' runner
     """
     from tinydeploy.device import open_project
