@@ -539,7 +539,7 @@ def run_on_m4(export_dir: Path, work: Path, lib=None) -> str:
     """The export's sources (and, for tflm, the real TFLM library compiled for the Cortex-M4 as
     PlatformIO compiles it) linked with the test's main.c for qemu-m4, run in QEMU; returns what
     the firmware printed through semihosting."""
-    from tinydeploy import baremetal, tflm_firmware, tflm_lib
+    from tinydeploy import baremetal, tflm_firmware
     from tinydeploy.boards import load_board
     from tinydeploy.resources import firmware_dir
     from tinydeploy.runners.qemu import QEMU
@@ -547,15 +547,22 @@ def run_on_m4(export_dir: Path, work: Path, lib=None) -> str:
     board = load_board("qemu-m4")
     src = export_dir / "src"
     generated = src / "tinydeploy"
-    cxx = None
-    if lib is not None:
-        compiled = tflm_lib.compile_library(lib, tflm_firmware.core_target(board))
-        cxx = baremetal.CxxPart(
+
+    def link(compiled):
+        cxx = None if compiled is None else baremetal.CxxPart(
             (*sorted(generated.glob("*.cpp")), firmware_dir() / "baremetal" / baremetal.TFLM_PORT),
             compiled.target.cxx_flags, (lib.src, src), (compiled.archive,))
-    firmware = baremetal.build_firmware(board, sorted(generated.glob("*.c")), work / "build",
+        return baremetal.build_firmware(board, sorted(generated.glob("*.c")), work / "build",
                                         [src, work], ["TD_ON_QEMU"], cxx=cxx,
                                         main=str(work / "main.c"), protocol=False)
+
+    if lib is None:
+        firmware = link(None)
+    else:
+        from tinydeploy.analyze import analyze
+
+        ops = analyze((export_dir / "model.tflite").read_bytes()).distinct_ops
+        firmware = tflm_firmware.link_with_library(lib, tflm_firmware.core_target(board), ops, link)
     run = subprocess.run([QEMU, "-M", board.qemu.machine, "-nographic", "-monitor", "none",
                           "-serial", "null", "-semihosting-config", "enable=on,target=native",
                           "-kernel", str(firmware.elf)], capture_output=True, text=True,

@@ -183,7 +183,9 @@ def _link_error(board: BoardProfile | None, stderr: str) -> Exception:
         err.overflows = overflows  # region -> bytes over, for the memory verdict
         return err
     lines = [ln for ln in stderr.splitlines() if "error" in ln.lower()] or stderr.splitlines()
-    return BuildError(f"{GCC} failed: " + " | ".join(lines[:5]), "see the compiler message above")
+    err = BuildError(f"{GCC} failed: " + " | ".join(lines[:5]), "see the compiler message above")
+    err.stderr = stderr  # the whole message, for callers that can react to it
+    return err
 
 
 def _image_sizes(elf: Path) -> tuple[int, int]:

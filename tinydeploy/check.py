@@ -157,7 +157,9 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
             source = ("estimated (no TFLM library at hand to measure with: --tflm-lib)"
                       if measured.library is None else
                       f"estimated (the board runs {board.tflm.library} with {board.tflm.kernels} kernels)")
-        ram_parts = {"arena": arena, "runtime": memory.tflm_runtime_ram(ops)}
+        runtime_ram = (on_device.runtime_ram + memory.PROTOCOL_RAM if on_device is not None
+                       else memory.tflm_runtime_ram(ops))
+        ram_parts = {"arena": arena, "runtime": runtime_ram}
         flash_parts = {"model": a.model_bytes, "code": code}
     elif runtime == "native":
         est = measured.native

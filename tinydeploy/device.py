@@ -73,24 +73,26 @@ def build_firmware(project: Project, progress=None):
     from tinydeploy import baremetal
 
     src = project.path / "src"
-    cxx = None
-    if project.runtime == "tflm":
-        from tinydeploy.tflm_firmware import tflm_cxx_part
-
-        cxx = tflm_cxx_part(src, project.board, project.tflm_library(required=True), progress)
-    elif project.runtime != "native":
-        raise InputError(f"unknown runtime '{project.runtime}' in {project.path}/tinydeploy.json",
-                         "rebuild the project with tinydeploy build")
+    c_sources, options = sorted(src.glob("*.c")), {}
     if project.protocol == "eembc":  # the EEMBC benchmark server replaces tinydeploy's protocol
         from tinydeploy import eembc
 
         main, extra = eembc.baremetal_parts()
-        return baremetal.build_firmware(
-            project.board, [*sorted(src.glob("*.c")), *extra], project.path / "build", cxx=cxx,
-            main=str(main), protocol=False,
-            defines=[f"TD_EEMBC_PROGRESS_MS={eembc.PROGRESS_MS_EMULATED}"])
-    return baremetal.build_firmware(project.board, sorted(src.glob("*.c")), project.path / "build",
-                                    cxx=cxx)
+        c_sources += list(extra)
+        options = {"main": str(main), "protocol": False,
+                   "defines": [f"TD_EEMBC_PROGRESS_MS={eembc.PROGRESS_MS_EMULATED}"]}
+    if project.runtime == "tflm":
+        from tinydeploy.analyze import analyze
+        from tinydeploy.tflm_firmware import build_tflm_firmware
+
+        return build_tflm_firmware(project.board, src, project.path / "build",
+                                   project.tflm_library(required=True),
+                                   analyze(project.model_bytes).distinct_ops, progress,
+                                   c_sources=c_sources, **options)
+    if project.runtime != "native":
+        raise InputError(f"unknown runtime '{project.runtime}' in {project.path}/tinydeploy.json",
+                         "rebuild the project with tinydeploy build")
+    return baremetal.build_firmware(project.board, c_sources, project.path / "build", **options)
 
 
 def flash(project: Project, port: str | None = None, progress=None) -> str:

@@ -65,7 +65,9 @@ TFLM_KERNEL_CODE_DEFAULT = 8_000          # an op not measured: about a mid-size
 NATIVE_LIBC_CODE = 1_500
 # tinydeploy's device side: serial protocol, CRC, HAL glue.
 PROTOCOL_CODE = 3_000
-PROTOCOL_RAM = 1_200                      # frame buffers and link state
+# firmware/protocol/td_link.c's .data + .bss on a Cortex-M4 (-O2): 2,078 B, two frame buffers of
+# max_payload + 10 B (TD_LINK_MAX_PAYLOAD 1024) and the link state.
+PROTOCOL_RAM = 2_100
 # TFLM objects outside the arena (.bss): MicroInterpreter, allocator handle, op resolver
 # (MicroMutableOpResolver<N> keeps N registrations of ~40 B each).
 TFLM_RUNTIME_RAM_BASE = 600

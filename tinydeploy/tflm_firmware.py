@@ -1,9 +1,10 @@
 """TFLM firmware for the emulated boards, and what the TFLM library really needs for one model.
 
-``tflm_cxx_part()`` is the C++ half of an emulated board's TFLM firmware: the rendered project's
-model data, the TFLM runtime adapter (``firmware/tflm/td_runtime_tflm.cc``) and the bare-metal port
-(``firmware/baremetal/tflm_port.cc``), over the library compiled for the board's core
-(tinydeploy.tflm_lib). tinydeploy.baremetal links it with the protocol and the board support.
+``build_tflm_firmware()`` builds an emulated board's TFLM firmware: the rendered project's model
+data, the TFLM runtime adapter (``firmware/tflm/td_runtime_tflm.cc``) and the bare-metal port
+(``firmware/baremetal/tflm_port.cc``) over the library compiled for the board's core — only the
+kernels of the model's ops, with the whole library as the fallback (:func:`link_with_library`) —
+linked by tinydeploy.baremetal with the protocol and the board support.
 
 ``measure()`` answers, with the library a board runs, the two questions the memory check used to
 estimate: the smallest tensor arena with which the model *initialises* (``AllocateTensors()``
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from tinydeploy import baremetal, tflm_lib
 from tinydeploy.boards import BoardProfile, load_board
-from tinydeploy.errors import DeviceError, ModelError
+from tinydeploy.errors import BuildError, DeviceError, ModelError
 from tinydeploy.resources import firmware_dir
 
 #: Cores whose CMSIS-NN kernels take the DSP (SIMD) path, and so size their scratch buffers for it.
@@ -40,15 +41,35 @@ def core_target(board: BoardProfile) -> tflm_lib.Target:
     return tflm_lib.arm_target(board.core, tuple(board.qemu.cpu_flags))
 
 
-def tflm_cxx_part(project_src: Path, board: BoardProfile, lib: tflm_lib.TflmLibrary,
-                  progress=None) -> baremetal.CxxPart:
-    """The C++ of an emulated board's TFLM firmware (the library compiled once for its core)."""
-    compiled = tflm_lib.compile_library(lib, core_target(board), progress)
+def link_with_library(lib: tflm_lib.TflmLibrary, target: tflm_lib.Target, ops: list[str],
+                      link, progress=None):
+    """``link(compiled)`` with the library compiled for ``ops`` only; if that link misses a symbol
+    (a kernel that calls into another op's file), again with the whole library."""
+    compiled = tflm_lib.compile_library(lib, target, progress, ops=ops)
+    try:
+        return link(compiled)
+    except BuildError as exc:
+        if compiled.complete or "undefined reference" not in getattr(exc, "stderr", ""):
+            raise
+        return link(tflm_lib.compile_library(lib, target, progress))
+
+
+def build_tflm_firmware(board: BoardProfile, project_src: Path, out_dir: Path,
+                        lib: tflm_lib.TflmLibrary, ops: list[str], progress=None, *,
+                        c_sources=None, **options):
+    """An emulated board's TFLM firmware from a rendered project's src/ (tinydeploy.baremetal;
+    ``c_sources`` default to src/*.c, ``options`` go to baremetal.build_firmware)."""
     fw = firmware_dir()
     sources = (*sorted(Path(project_src).glob("*.cc")), fw / "tflm" / "td_runtime_tflm.cc",
                fw / "baremetal" / baremetal.TFLM_PORT)
-    return baremetal.CxxPart(tuple(sources), compiled.target.cxx_flags, (lib.src, fw / "tflm"),
-                             (compiled.archive,))
+    c_sources = sorted(Path(project_src).glob("*.c")) if c_sources is None else c_sources
+
+    def link(compiled):
+        cxx = baremetal.CxxPart(tuple(sources), compiled.target.cxx_flags, (lib.src, fw / "tflm"),
+                                (compiled.archive,))
+        return baremetal.build_firmware(board, c_sources, out_dir, cxx=cxx, **options)
+
+    return link_with_library(lib, core_target(board), ops, link, progress)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -65,6 +86,8 @@ _MEASURE_STACK = 64 << 10
 #: The largest arena the measurement firmware searches (it must fit the 4 MB of RAM with the rest).
 MEASURE_ARENA_MAX = 3 << 20
 _RESULT = re.compile(r"td-measure (\w+)=(-?\d+)")
+#: Bump when TflmMeasurement changes, so cached measurements are taken again.
+_MEASUREMENT_VERSION = b"2"
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,7 @@ class TflmMeasurement:
     arena_used: int         # arena_used_bytes() reported with that arena
     code_bytes: int         # flash of the measurement firmware minus the model: library + port
     stack_bytes: int        # deepest stack of AllocateTensors() and one Invoke()
+    runtime_ram: int        # static RAM besides the arena: interpreter, resolver, C runtime
     dsp: bool               # measured with the DSP (SIMD) kernels
     library: str            # "<name> <version>"
 
@@ -103,7 +127,8 @@ def measure(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLibrary, dsp: 
     """The arena and code the library needs for the model (see the module doc); cached on disk."""
     measure_source = firmware_dir() / "tflm" / "td_tflm_measure.cc"
     key = hashlib.sha256(b"\0".join([
-        model_bytes, lib.fingerprint().encode(), str(dsp).encode(), measure_source.read_bytes(),
+        _MEASUREMENT_VERSION, model_bytes, lib.fingerprint().encode(), str(dsp).encode(),
+        measure_source.read_bytes(),
         (firmware_dir() / "baremetal" / baremetal.TFLM_PORT).read_bytes(),
         (firmware_dir() / "tflm" / "td_runtime_tflm.cc").read_bytes()])).hexdigest()
     cache = tflm_lib.cache_dir() / "tflm-measure" / f"{key[:32]}.json"
@@ -147,13 +172,17 @@ def _measure_on_device(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLib
             + c_array_body(model_bytes) + f"\n}};\nconst unsigned int td_measured_model_len = {len(model_bytes)};\n")
         (src / "model_settings.h").write_text(f"#define TD_ARENA_BYTES {MEASURE_ARENA_MAX}\n")
         fw = firmware_dir()
-        compiled = tflm_lib.compile_library(lib, tflm_lib.arm_target(board.core, cpu_flags), progress)
-        cxx = baremetal.CxxPart((src / "model_data.cc", fw / "tflm" / "td_tflm_measure.cc",
-                                 fw / "baremetal" / baremetal.TFLM_PORT),
-                                compiled.target.cxx_flags, (lib.src, fw / "tflm"), (compiled.archive,))
-        elf = baremetal.build_firmware(board, [], Path(tmp) / "build", [src], cxx=cxx,
-                                       main=str(fw / "baremetal" / "measure_main.c"), protocol=False,
-                                       limits=_MEASURE_LIMITS, name="measure")
+
+        def link(compiled):
+            cxx = baremetal.CxxPart((src / "model_data.cc", fw / "tflm" / "td_tflm_measure.cc",
+                                     fw / "baremetal" / baremetal.TFLM_PORT),
+                                    compiled.target.cxx_flags, (lib.src, fw / "tflm"),
+                                    (compiled.archive,))
+            return baremetal.build_firmware(board, [], Path(tmp) / "build", [src], cxx=cxx,
+                                            main=str(fw / "baremetal" / "measure_main.c"),
+                                            protocol=False, limits=_MEASURE_LIMITS, name="measure")
+
+        elf = link_with_library(lib, tflm_lib.arm_target(board.core, cpu_flags), ops, link, progress)
         try:
             run = subprocess.run([QEMU, "-M", machine, "-nographic", "-monitor", "none",
                                   "-serial", "null", "-icount", "shift=0",
@@ -176,8 +205,9 @@ def _measure_on_device(model_bytes: bytes, ops: list[str], lib: tflm_lib.TflmLib
                              f"(status {values.get('invoke_status')})",
                              "check 'tinydeploy inspect' for op versions the library lacks")
         code = elf.flash_bytes - len(model_bytes)
+        runtime_ram = elf.ram_bytes - MEASURE_ARENA_MAX - _MEASURE_STACK
         return TflmMeasurement(values["arena_min"], values["arena_used"], code,
-                               values["stack_used"], dsp, f"{lib.name} {lib.version}")
+                               values["stack_used"], runtime_ram, dsp, f"{lib.name} {lib.version}")
 
 
 def _with_machine(board: BoardProfile, machine: str, cpu_flags: tuple[str, ...]) -> BoardProfile:

@@ -24,9 +24,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -254,6 +254,7 @@ class CompiledLibrary:
     target: Target
     archive: Path
     seconds: float        # time the compile took (0 when it came from the cache)
+    complete: bool        # every source is in the archive (False: only what the ops need)
 
     @property
     def include_dirs(self) -> list[Path]:
@@ -262,47 +263,100 @@ class CompiledLibrary:
 
 Progress = Callable[[str], None]
 
+_KERNELS = "tensorflow/lite/micro/kernels/"
+_REGISTRATION_DEF = re.compile(r"\b(Register_[A-Z0-9_]+)\s*\(\s*\)\s*\{")
+_ADD_METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\((.*?)\)\s*\{(.*?)\n  \}", re.DOTALL)
+_REGISTRATION_USE = re.compile(r"\b(Register_[A-Z0-9_]+)\s*\(")
+
+
+def kernel_sources(lib: TflmLibrary, ops: list[str]) -> list[Path] | None:
+    """The sources the ``ops`` need: everything but the kernels of other ops (a kernel file is one
+    that defines a Register_* function; kernel helpers such as conv_common.cpp are always in).
+    None when an op's kernel cannot be told from the library's files: then compile everything."""
+    from tinydeploy.tflm_ops import RESOLVER_METHODS
+
+    registrations = _registrations_of_methods(lib)
+    defined_in: dict[str, list[Path]] = {}
+    kernel_files = set()
+    for rel in lib.sources():
+        if str(rel).startswith(_KERNELS):
+            names = _REGISTRATION_DEF.findall((lib.src / rel).read_text(errors="replace"))
+            for name in names:
+                defined_in.setdefault(name, []).append(rel)
+            if names:
+                kernel_files.add(rel)
+    wanted = set()
+    for op in dict.fromkeys(ops):
+        method = RESOLVER_METHODS.get(op)
+        names = registrations.get(method or "", [])
+        files = [f for name in names for f in defined_in.get(name, [])]
+        if not files:
+            return None
+        wanted.update(files)
+    return [rel for rel in lib.sources() if rel not in kernel_files or rel in wanted]
+
+
+def _registrations_of_methods(lib: TflmLibrary) -> dict[str, list[str]]:
+    """Add<Op> method of MicroMutableOpResolver -> the Register_* functions it calls by default."""
+    header = (lib.src / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text(errors="replace")
+    return {method: _REGISTRATION_USE.findall(args + body)
+            for method, args, body in _ADD_METHOD.findall(header)}
+
 
 def compile_library(lib: TflmLibrary, target: Target, progress: Progress | None = None,
-                    jobs: int | None = None) -> CompiledLibrary:
-    """The library compiled for ``target`` as a static archive, from the cache when it is there."""
+                    jobs: int | None = None, ops: list[str] | None = None) -> CompiledLibrary:
+    """The library compiled for ``target`` as a static archive: every source, or with ``ops`` only
+    what those ops need (the other kernels are left out; a link that misses something should then
+    ask again without ``ops``). Each object is compiled once per library, target and compiler and
+    kept in the cache, so a later archive with more ops compiles only the new kernels."""
     folder = cache_dir() / "tflm" / f"{lib.fingerprint()[:16]}-{target.name}-{target.key()[:12]}"
-    archive = folder / "libtflm.a"
+    sources = kernel_sources(lib, ops) if ops is not None else None
+    complete = sources is None or len(sources) == len(lib.sources())
+    sources = lib.sources() if sources is None else sources
+    tag = "all" if complete else hashlib.sha256("\n".join(map(str, sources)).encode()).hexdigest()[:12]
+    archive = folder / f"libtflm-{tag}.a"
     if archive.is_file():
-        return CompiledLibrary(lib, target, archive, 0.0)
+        return CompiledLibrary(lib, target, archive, 0.0, complete)
     with cache_lock(folder):
-        if archive.is_file():  # compiled by another process while this one waited
-            return CompiledLibrary(lib, target, archive, 0.0)
+        if archive.is_file():  # made by another process while this one waited
+            return CompiledLibrary(lib, target, archive, 0.0, complete)
         start = time.monotonic()
-        sources = lib.sources()
-        if progress:
-            progress(f"compiling {lib.name} {lib.version} for {target.name} "
-                     f"({len(sources)} files, once; cached in {folder})")
-        with tempfile.TemporaryDirectory(dir=folder, prefix="objects-") as tmp:
-            objects = _compile_all(lib, target, sources, Path(tmp), jobs)
-            staged = Path(tmp) / "libtflm.a"
-            _run([target.ar, "rcs", str(staged), *map(str, objects)], "archiving the TFLM library")
-            (folder / "build.json").write_text(json.dumps({
-                "library": lib.to_dict(), "target": target.name, "flags": list(target.flags),
-                "cxx_flags": list(CXX_FLAGS), "compilers": [_compiler_version(target.cc),
-                                                            _compiler_version(target.cxx)],
-                "files": len(sources), "seconds": round(time.monotonic() - start, 1)}, indent=2))
-            os.replace(staged, archive)
-        return CompiledLibrary(lib, target, archive, time.monotonic() - start)
+        objects_dir = folder / "objects"
+        objects_dir.mkdir(exist_ok=True)
+        missing = [rel for rel in sources if not _object_path(objects_dir, rel).is_file()]
+        if missing and progress:
+            progress(f"compiling {lib.name} {lib.version} for {target.name} ({len(missing)} of "
+                     f"{len(lib.sources())} files; once, then cached in {folder})")
+        _compile_all(lib, target, missing, objects_dir, jobs)
+        staged = folder / f".{archive.name}.tmp"
+        staged.unlink(missing_ok=True)
+        _run([target.ar, "rcs", str(staged), *(str(_object_path(objects_dir, rel)) for rel in sources)],
+             "archiving the TFLM library")
+        (folder / "build.json").write_text(json.dumps({
+            "library": lib.to_dict(), "target": target.name, "flags": list(target.flags),
+            "cxx_flags": list(CXX_FLAGS), "compilers": [_compiler_version(target.cc),
+                                                        _compiler_version(target.cxx)],
+            "objects": len(list(objects_dir.glob("*.o")))}, indent=2))
+        os.replace(staged, archive)
+        return CompiledLibrary(lib, target, archive, time.monotonic() - start, complete)
+
+
+def _object_path(objects_dir: Path, rel: Path) -> Path:
+    return objects_dir / (str(rel).replace("/", "__") + ".o")
 
 
 def _compile_all(lib: TflmLibrary, target: Target, sources: list[Path], out: Path,
-                 jobs: int | None) -> list[Path]:
-    def one(index_rel):
-        index, rel = index_rel
-        obj = out / f"{index:04d}_{rel.stem}.o"
+                 jobs: int | None) -> None:
+    def one(rel: Path) -> None:
+        obj = _object_path(out, rel)
+        tmp = obj.with_suffix(f".{os.getpid()}.tmp")
         cmd = ([target.cc, *target.c_flags] if rel.suffix == ".c" else [target.cxx, *target.cxx_flags])
-        _run([*cmd, "-w", f"-I{lib.src}", "-c", str(lib.src / rel), "-o", str(obj)],
+        _run([*cmd, "-w", f"-I{lib.src}", "-c", str(lib.src / rel), "-o", str(tmp)],
              f"compiling {rel} of {lib.name}")
-        return obj
+        os.replace(tmp, obj)
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
-        return list(pool.map(one, enumerate(sources)))
+        list(pool.map(one, sources))
 
 
 def _run(cmd: list[str], what: str) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,36 +25,50 @@ from tinydeploy.errors import BuildError, ModelError
 from tinydeploy.resources import firmware_dir
 
 _SHIM = "td_tflm_host.cc"
-_LINK_VERSION = b"exports-only-1"  # bump when the way the shared library is linked changes
+_LINK_VERSION = b"model-resolver-1"  # bump when the way the shared library is linked changes
 _STATUS = {-1: "out of host memory", -2: "the model's schema version is not the library's",
-           -4: "AllocateTensors failed"}
+           -3: "an op could not be registered", -4: "AllocateTensors failed"}
 
 
-def host_library(lib: tflm_lib.TflmLibrary, progress=None) -> Path:
-    """The shared library (TFLM for the host + the C API), built once per library and shim."""
-    compiled = tflm_lib.compile_library(lib, tflm_lib.host_target(), progress)
+def host_library(lib: tflm_lib.TflmLibrary, ops: list[str], progress=None) -> Path:
+    """The shared library (TFLM for the host, the model's op resolver, the C API), built once per
+    library, shim and set of ops; only those ops' kernels are compiled (the whole library if a
+    kernel needs more)."""
     shim = firmware_dir() / "tflm" / _SHIM
-    tag = hashlib.sha256(shim.read_bytes() + _LINK_VERSION).hexdigest()[:12]
-    so = compiled.archive.parent / f"libtdtflm-{tag}.so"
-    if so.is_file():
-        return so
-    with tflm_lib.cache_lock(so.parent):
-        if not so.is_file():
-            tmp = so.with_suffix(".tmp")
+    ops = sorted(set(ops))
+    tag = hashlib.sha256(shim.read_bytes() + _LINK_VERSION + "\n".join(ops).encode()).hexdigest()[:16]
+
+    def link(compiled: tflm_lib.CompiledLibrary) -> Path:
+        so = compiled.archive.parent / f"libtdtflm-{tag}{'' if compiled.complete else '-ops'}.so"
+        if so.is_file():
+            return so
+        with tflm_lib.cache_lock(so.parent), tempfile.TemporaryDirectory() as tmp:
+            if so.is_file():
+                return so
+            from tinydeploy.render import write_op_resolver
+
+            write_op_resolver(Path(tmp), "the reference", ops)
             # Export the C API only, and bind every TFLM symbol inside: a process that has loaded
             # another TFLM (the tflite_micro wheel, TensorFlow's TFLite) must not lend it its own.
-            exports = so.parent / "exports.map"
+            exports = Path(tmp) / "exports.map"
             exports.write_text("{ global: td_ref_*; local: *; };\n")
-            cmd = ["g++", *compiled.target.cxx_flags, f"-I{lib.src}", "-shared", "-o", str(tmp),
-                   str(shim), str(compiled.archive), f"-Wl,--version-script={exports}",
-                   "-Wl,-Bsymbolic"]
+            staged = Path(tmp) / so.name
+            cmd = ["g++", *compiled.target.cxx_flags, f"-I{lib.src}", f"-I{tmp}", "-shared",
+                   "-o", str(staged), str(shim), str(compiled.archive),
+                   f"-Wl,--version-script={exports}", "-Wl,-Bsymbolic", "-Wl,--no-undefined"]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
-                raise BuildError("building the host TFLM reference failed: "
+                err = BuildError("building the host TFLM reference failed: "
                                  + " | ".join(result.stderr.splitlines()[-3:]),
                                  "check that --tflm-lib is an intact Arduino_TensorFlowLite library")
-            tmp.replace(so)
-    return so
+                err.stderr = result.stderr
+                raise err
+            os.replace(staged, so)
+        return so
+
+    from tinydeploy.tflm_firmware import link_with_library
+
+    return link_with_library(lib, tflm_lib.host_target(), ops, link, progress)
 
 
 def _load(so: Path) -> ctypes.CDLL:
@@ -83,8 +99,8 @@ class LibraryReference:
     def __init__(self, model_bytes: bytes, lib: tflm_lib.TflmLibrary, progress=None,
                  arena_bytes: int | None = None):
         self.library = lib
-        self._dll = _load(host_library(lib, progress))
         graph = tflite.parse(model_bytes).main
+        self._dll = _load(host_library(lib, [op.opcode for op in graph.operators], progress))
         self._outputs = [graph.tensors[i] for i in graph.outputs]
         self._inputs = [graph.tensors[i] for i in graph.inputs]
         arena = arena_bytes or _host_arena_bytes(graph)

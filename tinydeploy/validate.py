@@ -171,7 +171,10 @@ class IsolatedReference:
         if runtime == "tflm":
             from tinydeploy.tflm_reference import host_library, library_reference_name
 
-            host_library(library, progress)  # compiled here (minutes, once), loaded in the worker
+            from tinydeploy.analyze import analyze
+
+            # compiled here (minutes, once), loaded in the worker
+            host_library(library, analyze(model_bytes).distinct_ops, progress)
             self.name = library_reference_name(library)
         else:
             from tinydeploy.reference import wheel_reference_name

@@ -3,9 +3,9 @@
  *
  * tinydeploy validates a device running TFLM against the *same* TFLM library compiled for the host
  * (tinydeploy.tflm_reference loads this file's shared library with ctypes): the same kernels,
- * CMSIS-NN's portable C path, the same arithmetic as the device's build. Every builtin op is
- * registered (AllOpsResolver); each Add<Op>() registers the same kernel as the device's
- * MicroMutableOpResolver does for the ops it has.
+ * CMSIS-NN's portable C path, the same arithmetic as the device's build. The op resolver is the
+ * device's too: op_resolver.h, generated for the model's ops (a shared library per set of ops, so
+ * only their kernels are compiled).
  *
  * TFLM's log (MicroPrintf) is kept in a buffer the host reads after a failure (td_ref_log), since
  * the host's stderr belongs to the tool.
@@ -17,7 +17,7 @@
 
 #include <new>
 
-#include "tensorflow/lite/micro/all_ops_resolver.h"
+#include "op_resolver.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
@@ -42,7 +42,7 @@ uint32_t MicrosecondsCounter() { return 0; }
 struct td_ref {
     uint8_t *model;   /* 16-byte aligned copy of the .tflite */
     uint8_t *arena;   /* 16-byte aligned */
-    tflite::AllOpsResolver resolver;
+    TdOpResolver resolver;
     tflite::MicroInterpreter *interpreter;
     alignas(tflite::MicroInterpreter) uint8_t storage[sizeof(tflite::MicroInterpreter)];
 };
@@ -63,7 +63,8 @@ void td_ref_destroy(td_ref *ref)
     free(ref);
 }
 
-/* Status: 0 ready, -1 out of host memory, -2 schema version, -4 AllocateTensors failed. */
+/* Status: 0 ready, -1 out of host memory, -2 schema version, -3 op registration, -4 AllocateTensors
+ * failed. */
 td_ref *td_ref_create(const uint8_t *model, size_t len, size_t arena_bytes, int *status)
 {
     g_log_len = 0;
@@ -83,6 +84,11 @@ td_ref *td_ref_create(const uint8_t *model, size_t len, size_t arena_bytes, int 
         return nullptr;
     }
     memcpy(ref->model, model, len);
+    if (td_register_ops(ref->resolver) != kTfLiteOk) {
+        td_ref_destroy(ref);
+        *status = -3;
+        return nullptr;
+    }
     const tflite::Model *m = tflite::GetModel(ref->model);
     if (m->version() != TFLITE_SCHEMA_VERSION) {
         td_ref_destroy(ref);
