@@ -87,3 +87,49 @@ def test_deploy_tflm_on_an_emulated_board_without_a_library_fails_at_once(tmp_pa
     assert len(errors) == 1 and "--tflm-lib" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and "loading" not in proc.stderr  # refused before work
     assert not (tmp_path / "ad").exists()
+
+
+def fake_kernels(root):
+    """A fake library with two kernels, a kernel helper and the resolver header that names them."""
+    lib = fake_library(root)
+    src = lib / "src"
+    (src / "tensorflow/lite/micro/micro_mutable_op_resolver.h").write_text(
+        "  TfLiteStatus AddConv2D(\n      const TfLiteRegistration& registration = Register_CONV_2D()) {\n"
+        "    return AddBuiltin(BuiltinOperator_CONV_2D, registration, ParseConv2D);\n  }\n"
+        "  TfLiteStatus AddRelu() {\n    return AddBuiltin(BuiltinOperator_RELU, tflite::Register_RELU(), ParseRelu);\n  }\n")
+    kernels = src / "tensorflow/lite/micro/kernels"
+    kernels.mkdir(parents=True)
+    (kernels / "conv.cpp").write_text("TfLiteRegistration Register_CONV_2D() { return {}; }\n")
+    (kernels / "activations.cpp").write_text("TfLiteRegistration Register_RELU() { return {}; }\n")
+    (kernels / "conv_common.cpp").write_text("int helper() { return 1; }\n")
+    (src / "tensorflow/lite/micro/micro_interpreter.cpp").write_text("int core() { return 0; }\n")
+    return tflm_lib.library_at(lib, "test")
+
+
+def test_only_the_kernels_of_the_models_ops_are_compiled(tmp_path):
+    lib = fake_kernels(tmp_path / "lib")
+    names = sorted(p.name for p in tflm_lib.kernel_sources(lib, ["CONV_2D"]))
+    assert names == ["conv.cpp", "conv_common.cpp", "micro_interpreter.cpp"]
+    assert tflm_lib.kernel_sources(lib, ["MEAN"]) is None  # a kernel it cannot find: everything
+
+
+def test_a_link_that_misses_a_symbol_is_retried_with_the_whole_library_with_a_fake_compile(monkeypatch):
+    from tinydeploy import tflm_firmware
+    from tinydeploy.errors import BuildError
+
+    calls = []
+
+    def fake_compile(lib, target, progress=None, jobs=None, ops=None):
+        calls.append(ops)
+        return tflm_lib.CompiledLibrary(lib, target, None, 0.0, complete=ops is None)
+
+    def link(compiled):
+        if not compiled.complete:
+            err = BuildError("arm-none-eabi-gcc failed", "see above")
+            err.stderr = "ld: kernel.o: undefined reference to `tflite::Helper()'"
+            raise err
+        return "linked"
+
+    monkeypatch.setattr(tflm_lib, "compile_library", fake_compile)
+    assert tflm_firmware.link_with_library(None, None, ["CONV_2D"], link) == "linked"
+    assert calls == [["CONV_2D"], None]
