@@ -13,8 +13,9 @@ virtual time (the protocol's latency comes from a millisecond interrupt that QEM
 late, which can shift a reading by a whole millisecond = a million instructions).
 
 Printed per model:
-  instructions  portable, DSP, portable/DSP; and DSP against TFLM+CMSIS-NN as issue 10 measured
-                it (a quoted figure: bench/runtimes.py measures both in one run)
+  instructions  portable, DSP, portable/DSP; and DSP against TFLM + CMSIS-NN (the pinned Arduino
+                library, shared/tflm beside the checkout), counted in the same run the same way
+                (issue 10's figures are quoted instead when the library is not there)
   arena         the native arena vs lower bounds: "live" = the largest set of tensors live during
                 one op in the model's op order (what any planner needs that keeps each tensor
                 whole), "in-place" = the same where an op's output may overlap the input it
@@ -61,6 +62,7 @@ MODELS = {"ic": MLPERF / "pretrainedResnet_quant.tflite", "ad": MLPERF / "ad01_i
 # Issue 10's table: TFLM + CMSIS-NN (the pinned Arduino library) on qemu-m4, instructions. Quoted
 # until bench/runtimes.py measures it in the same run as the native runtime.
 CMSIS_NN_INSTRUCTIONS = {"ic": 43.4e6, "ad": 0.85e6, "vww": 31.0e6}
+SHARED_TFLM = ROOT.parent / "shared" / "tflm" / "arduino-07d1cca"
 OUT = ROOT / "bench" / "out" / "native_speed"
 BOARD = "qemu-m4"
 VARIANTS = {"portable": ["TD_NO_DSP"], "dsp": []}
@@ -77,8 +79,8 @@ COUNT_MAIN = r"""
  * through semihosting: bench/native_speed.py. */
 #include <stdint.h>
 
-#include "model.h"
 #include "td_board.h"
+#include "td_runtime.h" /* the runtime contract: the native model.c and TFLM's adapter alike */
 
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
@@ -123,22 +125,8 @@ int main(void)
 SYSTICK_TICKS_MAX = 1 << 24
 
 
-def count_instructions(board, sources: list[Path], defines: list[str], work: Path) -> int:
-    """Instructions of one inference: the counting firmware run once in QEMU."""
-    fw = firmware_dir()
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "count_main.c").write_text(COUNT_MAIN)
-    (work / "link.ld").write_text(baremetal.render_linker_script(board))
-    runtime = [s for s in sources if s.name == "model.c" or s.name.startswith("td_")]
-    support = [fw / "baremetal" / name for name in ("startup.c", "semihost.c", "td_clock.c")]
+def _run_counter(board, elf: Path) -> int:
     hz = baremetal.SYSTICK_HZ[board.qemu.machine]
-    elf = work / "count.elf"
-    subprocess.run(["arm-none-eabi-gcc", *board.qemu.cpu_flags, "-O2", "-ffunction-sections",
-                    "-fdata-sections", f"-DTD_SYSTICK_HZ={hz}u", *(f"-D{d}" for d in defines),
-                    f"-I{fw}", f"-I{fw / 'baremetal'}", f"-I{runtime[0].parent}",
-                    *map(str, runtime), *map(str, support), str(work / "count_main.c"),
-                    "--specs=nano.specs", "-nostartfiles", f"-T{work / 'link.ld'}",
-                    "-Wl,--gc-sections", "-lm", "-o", str(elf)], check=True)
     run = subprocess.run(["qemu-system-arm", "-M", board.qemu.machine, "-nographic", "-monitor",
                           "none", "-icount", "shift=0", "-semihosting-config",
                           "enable=on,target=native", "-kernel", str(elf)],
@@ -148,6 +136,36 @@ def count_instructions(board, sources: list[Path], defines: list[str], work: Pat
     if not 0 <= ticks < SYSTICK_TICKS_MAX:
         raise RuntimeError(f"counting firmware: status {run.returncode}, output {words[-3:]}")
     return int(ticks * 1e9 / hz)
+
+
+def _count_main(work: Path) -> str:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "count_main.c").write_text(COUNT_MAIN)
+    return str(work / "count_main.c")
+
+
+def count_instructions(board, sources: list[Path], defines: list[str], work: Path) -> int:
+    """Instructions of one native inference: the project's sources linked with the counting
+    main instead of the protocol (tinydeploy.baremetal), run once in QEMU."""
+    fw = baremetal.build_firmware(board, sources, work, defines=defines, main=_count_main(work),
+                                  protocol=False)
+    return _run_counter(board, fw.elf)
+
+
+def count_tflm_instructions(board, model: Path, library, work: Path) -> int:
+    """The same count for TensorFlow Lite Micro with the library's kernels (the pinned Arduino
+    library: CMSIS-NN on a Cortex-M4), built as tinydeploy builds a tflm firmware."""
+    from tinydeploy.device import open_project
+    from tinydeploy.tflm_firmware import build_tflm_firmware
+
+    build(prepare(model, tflm_library=library), board, runtime="tflm", out_dir=work / "project",
+          force=True)
+    project = open_project(work / "project")
+    src = work / "project" / "src"
+    fw = build_tflm_firmware(board, src, work / "build", library,
+                             analyze(project.model_bytes).distinct_ops,
+                             main=_count_main(work), protocol=False)
+    return _run_counter(board, fw.elf)
 
 
 def random_samples(model_bytes: bytes, n: int, seed: int = 0) -> np.ndarray:
@@ -213,7 +231,7 @@ def arena_figures(model_bytes: bytes) -> dict:
             "tflm": tflm}
 
 
-def bench_model(name: str, path: Path, samples: int) -> dict:
+def bench_model(name: str, path: Path, samples: int, library=None) -> dict:
     board = load_board(BOARD)
     work = OUT / name
     build(prepare(path), board, out_dir=work / "project", force=True)
@@ -233,6 +251,12 @@ def bench_model(name: str, path: Path, samples: int) -> dict:
         run = run_on_qemu(board, fw.elf, model_bytes, xs)
         run.instructions = count_instructions(board, sources, defines, work / f"{variant}-count")
         row[variant] = run
+    if library is not None:
+        try:
+            row["tflm_instructions"] = count_tflm_instructions(
+                board, work / "project" / "model.tflite", library, work / "tflm")
+        except DoesNotFitError:
+            row["tflm_instructions"] = None
     return row
 
 
@@ -297,18 +321,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="which MLPerf Tiny models (default all)")
     ap.add_argument("--kws", action="store_true",
                     help="also a DS-CNN keyword spotter (MLPerf Tiny's KWS architecture)")
+    ap.add_argument("--tflm-lib", type=Path, default=SHARED_TFLM,
+                    help="TFLM library to count TFLM+CMSIS-NN with, in the same run (default: "
+                         "shared/tflm beside the checkout; 'none' to quote issue 10's figures)")
     args = ap.parse_args(argv)
+    library = None
+    if str(args.tflm_lib) != "none" and args.tflm_lib.is_dir():
+        from tinydeploy.tflm_lib import library_at
+
+        library = library_at(args.tflm_lib, "--tflm-lib")
     todo = [(n, MODELS[n]) for n in args.only] + [(p.stem, p) for p in args.models]
     if args.kws:
         todo.append(("ds_cnn_kws", ds_cnn_kws()))
-    rows = [bench_model(n, p, args.samples) for n, p in todo]
+    rows = [bench_model(n, p, args.samples, library) for n, p in todo]
     print(f"{'model':14} {'portable':>9} {'DSP':>8} {'port/DSP':>8} {'CMSIS-NN*':>9} "
           f"{'DSP/CMSIS':>9} | {'arena':>7} {'live':>7} {'in-place':>8} {'as run':>7} "
           f"{'ar/run':>6} {'TFLM':>8} {'ar/TFLM':>7} | {'code':>6} | bit-exact")
     ok = True
     for r in rows:
         port, dsp = r["portable"], r["dsp"]
-        cmsis = CMSIS_NN_INSTRUCTIONS.get(r["model"])
+        cmsis = r.get("tflm_instructions") or (CMSIS_NN_INSTRUCTIONS.get(r["model"])
+                                               if library is None else None)
         memory_cols = (f"{r['arena']:>7,} {r['live']:>7,} {r['in_place']:>8,} "
                        f"{r['as_run']:>7,} {r['arena'] / r['as_run']:>6.2f} {r['tflm']:>8,} "
                        f"{r['arena'] / r['tflm']:>7.2f} | {r['code']:>6,}")
@@ -322,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{port.instructions / dsp.instructions:>8.2f} "
               f"{_m(cmsis) if cmsis else '-':>9} {vs} | {memory_cols} | "
               f"{'yes' if exact else 'NO'}")
-    print("* TFLM+CMSIS-NN instructions as issue 10 measured them (quoted, not from this run)")
+    if library is None:
+        print("* TFLM+CMSIS-NN instructions as issue 10 measured them (quoted, not from this run)")
+    else:
+        print(f"* TFLM+CMSIS-NN counted in this run the same way: {library.describe()}")
     return 0 if ok else 1
 
 
