@@ -52,7 +52,6 @@ from tinydeploy.build import build, prepare  # noqa: E402
 from tinydeploy.errors import DoesNotFitError  # noqa: E402
 from tinydeploy.link import DeviceLink  # noqa: E402
 from tinydeploy.native.compiler import build_program  # noqa: E402
-from tinydeploy.resources import firmware_dir  # noqa: E402
 from tinydeploy.runners import QemuRunner  # noqa: E402
 from tinydeploy.validate import validate  # noqa: E402
 

@@ -26,38 +26,18 @@ static inline int32_t td_clamp(int32_t x, int32_t lo, int32_t hi)
 }
 
 /*
- * (a * b * 2) >> 32, rounded to nearest, saturating the single overflowing case
- * INT32_MIN * INT32_MIN (gemmlowp SaturatingRoundingDoublingHighMul).
- *
- * gemmlowp adds a nudge of 2^30 (1 - 2^30 for a negative product) and divides by 2^31 truncating
- * toward zero. For every product that is the same as adding 2^30 and flooring (for a negative
- * product, truncating (ab + 1 - 2^30) / 2^31 rounds up, i.e. floors ab + 1 - 2^30 + 2^31 - 1),
- * which compiles to one multiply-accumulate and a shift. `>>` of a negative int64 is arithmetic
- * on every compiler we target.
- */
-static inline int32_t td_sat_round_doubling_high_mul(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-}
-
-/* x / 2^exponent rounded to nearest, ties away from zero (gemmlowp RoundingDivideByPOT). */
-static inline int32_t td_rounding_divide_by_pot(int32_t x, int exponent)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-/*
  * x * M for M = multiplier * 2^(left_shift - right_shift - 31), multiplier in [0, 2^31) (as the
  * compiler makes them: never INT32_MIN, so the doubling high multiply cannot saturate): TFLM's
  * MultiplyByQuantizedMultiplier in its default "double rounding" form - a rounding doubling high
  * multiply of x << left_shift, then a division by 2^right_shift rounding half away from zero.
  * round = 2^right_shift / 2 (0 when right_shift is 0).
+ *
+ * gemmlowp's rounding doubling high multiply (SaturatingRoundingDoublingHighMul) adds a nudge of
+ * 2^30 (1 - 2^30 for a negative product) and divides by 2^31 truncating toward zero. For every
+ * product that is the same as adding 2^30 and flooring (for a negative product, truncating
+ * (ab + 1 - 2^30) / 2^31 rounds up, i.e. floors ab + 1 - 2^30 + 2^31 - 1), which compiles to one
+ * multiply-accumulate and a shift. `>>` of a negative int64 is arithmetic on every compiler we
+ * target.
  *
  * The division works on the magnitude in uint32 (|y| <= 2^31 and round <= 2^30 cannot overflow)
  * and puts the sign back: exactly RoundingDivideByPOT, for every y, in a handful of instructions.
