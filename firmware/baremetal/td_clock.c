@@ -19,37 +19,41 @@
 #define SYST_CVR 0xE000E018u
 #define SYST_CSR_ENABLE_TICKINT_CLKSOURCE 0x7u
 
-/* One wrap per millisecond keeps the interrupt rare and both clocks exact modulo 2^32. */
-#define TICKS_PER_MS (TD_SYSTICK_HZ / 1000u)
+/* SysTick's whole 24-bit range per wrap: the interrupt is rare, and every reading lands well within
+ * one period of the one before it (a period is 0.67 s of virtual time at 25 MHz), which is what
+ * lets now() repair the readings QEMU gets wrong. */
+#define PERIOD_TICKS (1u << 24)
 
-static volatile uint32_t elapsed_ms;
+static volatile uint64_t wrapped_ticks; /* ticks of the periods that ended, added by the interrupt */
 
-void SysTick_Handler(void) { elapsed_ms++; }
+void SysTick_Handler(void) { wrapped_ticks += PERIOD_TICKS; }
 
 void td_clock_init(void)
 {
-    TD_REG32(SYST_RVR) = TICKS_PER_MS - 1u;
+    TD_REG32(SYST_RVR) = PERIOD_TICKS - 1u;
     TD_REG32(SYST_CVR) = 0;
     TD_REG32(SYST_CSR) = SYST_CSR_ENABLE_TICKINT_CLKSOURCE;
 }
 
-/* Ticks since td_clock_init(), never going back. The counter can have wrapped before its
- * interrupt has run (QEMU delivers a due timer interrupt late, later still on a busy host, and
- * raises PENDSTSET only then): elapsed_ms is then one behind a counter that started again from the
- * top, and the clock would step back by up to a millisecond (seen 24 times in 30 validations). A
- * reading that lands less than one period behind the previous one can only be that: one period is
- * added. The reads are repeated if the interrupt ran in between them. Thread mode only. */
+/* Ticks since td_clock_init(), never going back. QEMU reloads the counter on time but delivers the
+ * wrap's interrupt late (later still on a busy host), so for a moment the counter has started a
+ * new period while wrapped_ticks still counts the old one, and the clock would read a whole period
+ * behind. A reading that falls less than one period behind the previous one can only be that, and
+ * gets the period back; since readings come much more often than once a period (the UART is polled
+ * between requests), no such moment goes unseen. The reads are repeated if the interrupt ran in
+ * between them. Thread mode only. */
 static uint64_t now(void)
 {
     static uint64_t last;
-    uint32_t ms, left;
+    uint64_t base;
+    uint32_t left;
     do {
-        ms = elapsed_ms;
+        base = wrapped_ticks;
         left = TD_REG32(SYST_CVR);
-    } while (ms != elapsed_ms);
-    uint64_t ticks = (uint64_t)ms * TICKS_PER_MS + (TICKS_PER_MS - 1u - left);
-    if (ticks < last && last - ticks <= TICKS_PER_MS)
-        ticks += TICKS_PER_MS;
+    } while (base != wrapped_ticks);
+    uint64_t ticks = base + (PERIOD_TICKS - 1u - left);
+    if (ticks < last && last - ticks <= PERIOD_TICKS)
+        ticks += PERIOD_TICKS;
     if (ticks > last)
         last = ticks;
     return ticks;
@@ -60,9 +64,14 @@ uint32_t td_hal_cycles(void)
     return (uint32_t)now();
 }
 
+/* Microseconds per tick in 32.32 fixed point: a multiply instead of a 64-bit division, which is a
+ * slow library call on these cores and td_hal_micros() runs in the UART's polling loop. */
+#define MICROS_PER_TICK_Q32 ((uint64_t)((1000000ull << 32) / TD_SYSTICK_HZ))
+
 uint32_t td_hal_micros(void)
 {
     uint64_t ticks = now();
-    uint32_t ms = (uint32_t)(ticks / TICKS_PER_MS), rest = (uint32_t)(ticks % TICKS_PER_MS);
-    return ms * 1000u + rest * 1000u / TICKS_PER_MS; /* rest < TICKS_PER_MS: no overflow */
+    uint64_t high = (ticks >> 32) * MICROS_PER_TICK_Q32;
+    uint64_t low = ((ticks & 0xFFFFFFFFu) * MICROS_PER_TICK_Q32) >> 32;
+    return (uint32_t)(high + low);
 }
