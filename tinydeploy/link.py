@@ -276,6 +276,34 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class StepTiming:
+    """One step of the last inference as the device timed it (OP_TIMINGS): it ran ``ops``
+    consecutive model ops from op ``op`` on (a native row stream runs several), and took ``cycles``
+    (``td_hal_cycles()``, 0 where the board cannot count them) and ``micros`` since the step before."""
+
+    op: int
+    ops: int
+    cycles: int
+    micros: int
+
+
+@dataclass(frozen=True)
+class OpTimings:
+    """Every step of the device's last inference, in the order they ran."""
+
+    steps: tuple[StepTiming, ...]
+    dropped: int  # steps the device ran but had no room to record
+
+    @property
+    def cycles(self) -> int:
+        return sum(s.cycles for s in self.steps)
+
+    @property
+    def micros(self) -> int:
+        return sum(s.micros for s in self.steps)
+
+
+@dataclass(frozen=True)
 class _InvokeReport:
     device_us: int
     cycles: int
@@ -284,6 +312,8 @@ class _InvokeReport:
 
 
 _REPORT = struct.Struct("<IIII")
+_TIMINGS_HEAD = struct.Struct("<HHHH")   # steps, first, dropped, entries in this frame
+_TIMING_ENTRY = struct.Struct("<HBxII")  # op, ops, (0), cycles, micros
 _HELLO_FIXED = struct.Struct("<BBBBHhII32s")
 _SPEC_FIXED = struct.Struct("<BBIfi")
 _REFLASH = "rebuild and reflash the firmware with this tinydeploy"
@@ -674,6 +704,12 @@ class DeviceLink:
 
     def _application_error(self, req: int, code: int, detail: int) -> DeviceError:
         name, req_name = _name(ErrorCode, code), _name(Request, req)
+        if req == Request.OP_TIMINGS and code in (ErrorCode.UNSUPPORTED, ErrorCode.UNKNOWN_TYPE):
+            return DeviceError(f"the firmware on {self.port} answers OP_TIMINGS with {name}: it was "
+                               "built without per-layer profiling",
+                               "emulated boards: 'tinydeploy validate --profile' builds the profiling "
+                               "firmware itself; real boards: add -DTD_PROFILE to build_flags in "
+                               "platformio.ini, 'tinydeploy flash' and run again")
         if code == ErrorCode.RUNTIME:
             runtime = self.info.runtime if self.info else "model"
             if self.info is not None and self.info.init_status != 0:
@@ -753,6 +789,33 @@ class DeviceLink:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def op_timings(self) -> OpTimings:
+        """The per-step timings of the device's last inference (OP_TIMINGS; PROTOCOL.md), read in
+        as many exchanges as the steps need. A firmware built without profiling (TD_PROFILE)
+        answers UNSUPPORTED: a DeviceError saying how to build one."""
+        self._require_info()
+        steps: list[StepTiming] = []
+        total = dropped = None
+        while total is None or len(steps) < total:
+            reply = self.request(Request.OP_TIMINGS, struct.pack("<H", len(steps)))
+            if len(reply) < _TIMINGS_HEAD.size:
+                raise _bad_timings(f"{len(reply)} bytes, the header alone is {_TIMINGS_HEAD.size}")
+            count, first, lost, here = _TIMINGS_HEAD.unpack_from(reply)
+            if first != len(steps):
+                raise _bad_timings(f"it starts at step {first}, step {len(steps)} was asked")
+            if total is not None and (count, lost) != (total, dropped):
+                raise _bad_timings("the number of steps changed between two requests")
+            total, dropped = count, lost
+            if len(reply) != _TIMINGS_HEAD.size + here * _TIMING_ENTRY.size or first + here > total:
+                raise _bad_timings(f"{len(reply)} bytes for {here} of {total} steps from step {first}")
+            if here == 0 and first < total:
+                raise _bad_timings(f"no steps from step {first} of {total}")
+            for k in range(here):
+                op, ops, cycles, micros = _TIMING_ENTRY.unpack_from(
+                    reply, _TIMINGS_HEAD.size + k * _TIMING_ENTRY.size)
+                steps.append(StepTiming(op, ops, cycles, micros))
+        return OpTimings(tuple(steps), dropped or 0)
+
     def run(self, inputs) -> tuple[list[np.ndarray], Timing]:
         """Set every input, invoke and read every output in as few exchanges as the payload allows.
 
@@ -810,6 +873,10 @@ def _error_fields(payload: bytes) -> tuple[int, int]:
         return ErrorCode.CRC, 0  # a malformed error frame: treat as a transport fault
     code, _req, detail = struct.unpack_from("<BBh", payload)
     return code, detail
+
+
+def _bad_timings(what: str) -> DeviceError:
+    return DeviceError(f"the device's OP_TIMINGS answer is malformed: {what}", _REFLASH)
 
 
 def _name(enum: type[IntEnum], value: int) -> str:

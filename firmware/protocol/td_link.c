@@ -10,6 +10,9 @@
 
 #include "td_hal.h"
 #include "td_runtime.h"
+#ifdef TD_PROFILE
+#include "td_profile.h"
+#endif
 
 /* The length field is 16 bits, and HELLO needs room for at least one small tensor spec. */
 #if TD_LINK_MAX_PAYLOAD < 128 || TD_LINK_MAX_PAYLOAD > 65535
@@ -351,7 +354,47 @@ static int handle_get_output(const uint8_t *req, size_t n, uint8_t *pl, int16_t 
     return (int)len;
 }
 
-static int handle_unsupported(const uint8_t *req, size_t n, uint8_t *pl, int16_t *detail)
+#ifdef TD_PROFILE
+#define TIMINGS_HEADER_BYTES 8u
+#define TIMING_ENTRY_BYTES 12u
+
+/* The last inference's steps from index `first` on, as many as fit: req = u16 first.
+ * OK payload: u16 steps, u16 first, u16 dropped, u16 entries here, then per entry
+ * u16 op, u8 ops, u8 0, u32 cycles, u32 micros (PROTOCOL.md, OP_TIMINGS). */
+static int handle_op_timings(const uint8_t *req, size_t n, uint8_t *pl, int16_t *detail)
+{
+    (void)detail;
+    if (n != 2)
+        return -TD_ERR_BAD_PAYLOAD;
+    uint16_t first = (uint16_t)(req[0] | (req[1] << 8));
+    uint16_t total = td_profile_steps();
+    if (first > total)
+        return -TD_ERR_BAD_RANGE;
+    size_t count = (size_t)(total - first);
+    size_t room = (TD_LINK_MAX_PAYLOAD - TIMINGS_HEADER_BYTES) / TIMING_ENTRY_BYTES;
+    if (count > room)
+        count = room;
+    put_u16(pl, total);
+    put_u16(pl + 2, first);
+    put_u16(pl + 4, td_profile_dropped());
+    put_u16(pl + 6, (uint16_t)count);
+    uint8_t *at = pl + TIMINGS_HEADER_BYTES;
+    for (size_t i = 0; i < count; i++, at += TIMING_ENTRY_BYTES) {
+        uint16_t op = 0;
+        uint8_t ops = 0;
+        uint32_t cycles = 0, micros = 0;
+        (void)td_profile_get((uint16_t)(first + i), &op, &ops, &cycles, &micros);
+        put_u16(at, op);
+        at[2] = ops;
+        at[3] = 0;
+        put_u32(at + 4, cycles);
+        put_u32(at + 8, micros);
+    }
+    return (int)(TIMINGS_HEADER_BYTES + count * TIMING_ENTRY_BYTES);
+}
+#else
+/* Built without TD_PROFILE: no step table, OP_TIMINGS is answered UNSUPPORTED. */
+static int handle_op_timings(const uint8_t *req, size_t n, uint8_t *pl, int16_t *detail)
 {
     (void)req;
     (void)n;
@@ -359,6 +402,7 @@ static int handle_unsupported(const uint8_t *req, size_t n, uint8_t *pl, int16_t
     (void)detail;
     return -TD_ERR_UNSUPPORTED;
 }
+#endif
 
 static handler_fn handler_for(uint8_t type)
 {
@@ -368,7 +412,7 @@ static handler_fn handler_for(uint8_t type)
     case TD_REQ_INVOKE: return handle_invoke;
     case TD_REQ_GET_OUTPUT: return handle_get_output;
     case TD_REQ_RUN: return handle_run;
-    case TD_REQ_OP_TIMINGS: return handle_unsupported;
+    case TD_REQ_OP_TIMINGS: return handle_op_timings;
     case TD_REQ_PING: return handle_ping;
     default: return NULL;
     }

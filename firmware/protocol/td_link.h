@@ -44,7 +44,7 @@ enum td_link_request {
     TD_REQ_INVOKE = 0x03,
     TD_REQ_GET_OUTPUT = 0x04,
     TD_REQ_RUN = 0x05,
-    TD_REQ_OP_TIMINGS = 0x06, /* reserved: answered TD_ERR_UNSUPPORTED for now */
+    TD_REQ_OP_TIMINGS = 0x06, /* per-step timings; TD_ERR_UNSUPPORTED unless built with TD_PROFILE */
     TD_REQ_PING = 0x07
 };
 
@@ -61,7 +61,7 @@ enum td_link_error {
     TD_ERR_BAD_TENSOR = 6,  /* tensor index out of range */
     TD_ERR_BAD_RANGE = 7,   /* offset/length outside the tensor */
     TD_ERR_RUNTIME = 8,     /* td_model_init/td_model_invoke failed; detail = its return value */
-    TD_ERR_UNSUPPORTED = 9  /* reserved request type this firmware does not implement */
+    TD_ERR_UNSUPPORTED = 9  /* request this firmware does not serve (OP_TIMINGS without TD_PROFILE) */
 };
 
 /* Result of feeding one byte to the parser. */
