@@ -56,6 +56,7 @@ class Firmware:
     elf: Path
     flash_bytes: int  # code + rodata + the .data image
     ram_bytes: int  # data + bss + the stack reserve
+    external_bytes: int = 0  # what the external RAM region holds (a model's arena placed there)
 
 
 def require_toolchain() -> str:
@@ -67,23 +68,43 @@ def require_toolchain() -> str:
     return path
 
 
+def external_region(board: BoardProfile) -> tuple[str, int, int] | None:
+    """(section, origin, bytes) of the board's external RAM as the linker script places it: the
+    section its ``[external_ram]`` attribute names (e.g. ".ext_ram" on qemu-m4), NOLOAD at the
+    profile's address; None when the board has no external RAM that bare metal can place."""
+    from tinydeploy.render import external_section
+
+    ext = board.external_ram
+    if ext is None or ext.address is None:
+        return None
+    try:
+        return external_section(board), ext.address, ext.bytes
+    except InputError:  # said when a model's arena is rendered for it; nothing to place until then
+        return None
+
+
 def render_linker_script(board: BoardProfile, limits: tuple[int, int] | None = None) -> str:
-    """The board's linker script: its flash and RAM limits (or ``limits``) and stack reserve."""
+    """The board's linker script: its flash and RAM limits (or ``limits``), stack reserve, and
+    its external RAM region if it has one (:func:`external_region`)."""
     qemu = _qemu_config(board)
     flash, ram = limits or (qemu.flash_limit, qemu.ram_limit)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(firmware_dir() / "baremetal"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    ext = external_region(board)
     return env.get_template("link.ld.j2").render(
         board_id=board.id, flash_origin=qemu.flash_origin, flash_bytes=flash,
-        ram_origin=qemu.ram_origin, ram_bytes=ram, stack_bytes=board.stack_bytes)
+        ram_origin=qemu.ram_origin, ram_bytes=ram, stack_bytes=board.stack_bytes,
+        ext_section=ext[0] if ext else None, ext_origin=ext[1] if ext else 0,
+        ext_bytes=ext[2] if ext else 0)
 
 
 def firmware_sources(board: BoardProfile, main: str = "main.c", protocol: bool = True) -> list[Path]:
-    """The hand-written C every emulated-board firmware needs besides the model."""
+    """The hand-written C every emulated-board firmware needs besides the model (td_profile.c is
+    empty unless the firmware is built with TD_PROFILE)."""
     qemu = _qemu_config(board)
     fw = firmware_dir()
     board_sources = [name for name in BOARD_SOURCES if name != "main.c"]
-    return ([fw / "protocol" / "td_link.c"] if protocol else []) + [
+    return ([fw / "protocol" / "td_link.c", fw / "protocol" / "td_profile.c"] if protocol else []) + [
         fw / "baremetal" / name for name in (*board_sources, "syscalls.c")] + [
         Path(main) if Path(main).is_absolute() else fw / "baremetal" / main,
         fw / "baremetal" / UART_SOURCES[qemu.uart]]
@@ -139,7 +160,7 @@ def build_firmware(board: BoardProfile, model_sources: Iterable[Path], out_dir: 
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise _link_error(board, result.stderr)
-    return Firmware(elf, *_image_sizes(elf))
+    return Firmware(elf, *_image_sizes(elf, external_region(board)))
 
 
 def _compile_c(gcc: str, flags: list[str], sources: list[str], out_dir: Path) -> list[Path]:
@@ -175,7 +196,8 @@ def _qemu_config(board: BoardProfile):
 def _link_error(board: BoardProfile | None, stderr: str) -> Exception:
     overflows = {region: int(n) for region, n in _OVERFLOW.findall(stderr)}
     if overflows and board is not None:
-        limits = {"FLASH": board.qemu.flash_limit, "RAM": board.qemu.ram_limit}
+        limits = {"FLASH": board.qemu.flash_limit, "RAM": board.qemu.ram_limit,
+                  "EXT_RAM": board.external_ram.bytes if board.external_ram else 0}
         parts = [f"{region} overflowed by {n:,} bytes (limit {limits.get(region, 0):,})"
                  for region, n in sorted(overflows.items(), key=lambda kv: kv[0] != "RAM")]
         err = DoesNotFitError(f"the firmware does not fit {board.id}: " + "; ".join(parts),
@@ -188,11 +210,19 @@ def _link_error(board: BoardProfile | None, stderr: str) -> Exception:
     return err
 
 
-def _image_sizes(elf: Path) -> tuple[int, int]:
-    """(flash, RAM) bytes from ``arm-none-eabi-size -B``: text + data, data + bss (incl. stack)."""
+def _image_sizes(elf: Path, external=None) -> tuple[int, int, int]:
+    """(flash, RAM, external RAM) bytes from ``arm-none-eabi-size``: text + data, data + bss (incl.
+    stack), and the external RAM section (``external``: :func:`external_region`), which -B would
+    count as bss."""
     size = shutil.which(SIZE)
     if size is None:
-        return 0, 0
+        return 0, 0, 0
     out = subprocess.run([size, "-B", str(elf)], capture_output=True, text=True, check=True).stdout
     text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
-    return text + data, data + bss
+    ext = 0
+    if external is not None:
+        sections = subprocess.run([size, "-A", str(elf)], capture_output=True, text=True,
+                                  check=True).stdout
+        ext = sum(int(line.split()[1]) for line in sections.splitlines()
+                  if line.split()[:1] == [external[0]])
+    return text + data, data + bss - ext, ext

@@ -184,7 +184,7 @@ def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None 
         build_result.files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                                     if p.is_file())
         _write_reports(build_result, stage, protocol)
-    build_result.files += [MANIFEST, "report.json", "REPORT.md"]
+    build_result.files += [MANIFEST, "report.json", "REPORT.md", report.MEMORY_CHART]
     return build_result
 
 
@@ -199,7 +199,8 @@ def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: Check
     else:
         note = "The native runtime's static arena, planned at build time (exact)."
     sources = ModelSources(prepared.name, prepared.model_bytes, prepared.analysis, board, runtime,
-                           arena, arena_needed, note)
+                           arena, arena_needed, note,
+                           board.external_ram if result.arena_external else None)
     (stage / "model.tflite").write_bytes(prepared.model_bytes)
     projects.render_project(stage, sources, protocol)
 
@@ -207,7 +208,7 @@ def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: Check
 def _write_reports(result: BuildResult, stage: Path, protocol: str = "tinydeploy") -> None:
     data = result.to_dict()
     (stage / "report.json").write_text(json.dumps(data, indent=2) + "\n")
-    (stage / "REPORT.md").write_text(report.markdown(result))
+    report.write_report(result, stage)  # REPORT.md and its chart
     manifest = {"tinydeploy": __version__, "board": result.check.board.id,
                 "runtime": result.check.runtime, "model": "model.tflite",
                 "model_sha256": data["model"]["sha256"], "name": result.prepared.name}

@@ -4,6 +4,12 @@
 recording allocator, the native runtime's plan); ``check(measured, board, runtime)`` is then cheap,
 so ``--board all`` measures once and checks every board.
 
+When the arena does not fit the board's internal RAM but the board declares external RAM
+(``[external_ram]``: PSRAM or SDRAM) that holds it while everything else still fits inside, the
+arena is placed there: the verdict says so with the board's speed caveat, and the RAM parts are
+split into internal RAM and the external region (:attr:`CheckResult.external`). The renderer then
+puts the arena there with the framework's own attribute or allocator (tinydeploy.render).
+
 For the tflm runtime, what a board needs depends on the TFLM library it runs. When that library is
 at hand (``measure(..., library=...)``) and the board's kernels are the ones it builds (CMSIS-NN on
 Arm), the arena and code are *measured* with it on an emulated core of the board's family
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tinydeploy import memory
 from tinydeploy.analyze import Analysis, analyze
-from tinydeploy.boards import BoardProfile
+from tinydeploy.boards import BoardProfile, ExternalRam
 
 RUNTIMES = ("tflm", "native")
 
@@ -98,15 +104,30 @@ class CheckResult:
     source: str = ""
     # why the runtime cannot run on this board at all (the profile's [tflm]/[native] reason), or ""
     unavailable: str = ""
+    # the board's external RAM holding the arena (its only part), when the arena does not fit
+    # internal RAM but fits there; None: the arena is in internal RAM (``ram``)
+    external: Region | None = None
 
     @property
     def fits(self) -> bool:
-        return self.ram.fits and self.flash.fits and not self.unsupported and not self.unavailable
+        return (self.ram.fits and self.flash.fits and (self.external is None or self.external.fits)
+                and not self.unsupported and not self.unavailable)
+
+    @property
+    def arena_external(self) -> bool:
+        """Whether the arena goes to the board's external RAM (``board.external_ram``)."""
+        return self.external is not None
 
     def to_dict(self) -> dict:
+        ext = self.board.external_ram
         return {"board": self.board.id, "runtime": self.runtime, "fits": self.fits,
                 "available": not self.unavailable, "unavailable_reason": self.unavailable or None,
                 "ram": self.ram.to_dict(), "flash": self.flash.to_dict(),
+                "arena_placement": "external" if self.external else "internal",
+                "external_ram": None if self.external is None else self.external.to_dict() | {
+                    "kind": ext.kind, "placement": ext.placement, "optional": ext.optional,
+                    "address": None if ext.address is None else f"0x{ext.address:08X}",
+                    "speed": ext.speed},
                 "unsupported_ops": self.unsupported, "warnings": self.warnings,
                 "source": self.source}
 
@@ -120,14 +141,49 @@ class CheckResult:
                     f"{', '.join(self.unsupported)}")
         bad = [(name, r) for name, r in (("RAM", self.ram), ("flash", self.flash)) if not r.fits]
         if not bad:
-            return (f"{self.board.id}: fits (RAM {_pct(self.ram)}, flash {_pct(self.flash)})")
-        return f"{self.board.id}: " + "; ".join(
+            where = f"with the arena in {external_words(self.board.external_ram)} " if self.external else ""
+            return (f"{self.board.id}: fits {where}(RAM {_pct(self.ram)}, flash {_pct(self.flash)})")
+        text = f"{self.board.id}: " + "; ".join(
             f"{name} does not fit: needs {r.used:,} B of {r.available:,} B "
             f"(over by {-r.margin:,} B)" for name, r in bad)
+        ext = self.board.external_ram
+        if ext is not None and not self.ram.fits:
+            rest = self.ram.used - self.arena
+            why = (f"the arena ({self.arena:,} B) is larger" if self.arena > ext.bytes else
+                   f"the rest of RAM ({rest:,} B without the arena) does not fit internal RAM")
+            text += f" (external {ext.kind.upper()} of {_size(ext.bytes)} does not help: {why})"
+        return text
 
 
 def _pct(r: Region) -> str:
     return f"{r.used / r.available:.0%} used, {r.margin:,} B free"
+
+
+def _size(n: int) -> str:
+    mb = n / (1 << 20)
+    return f"{mb:g} MB" if n >= 1 << 20 and mb == round(mb, 1) else f"{n:,} B"
+
+
+def external_words(ext: ExternalRam) -> str:
+    """The board's external RAM in words, with its speed caveat: "external PSRAM (8 MB at
+    0x70000000, fitted on some boards only; quad SPI PSRAM ...: several times slower ...)"."""
+    where = f" at 0x{ext.address:08X}" if ext.address is not None else ""
+    fitted = ", on boards that have it fitted" if ext.optional else ""
+    return f"external {ext.kind.upper()} ({_size(ext.bytes)}{where}{fitted}; {ext.speed})"
+
+
+def place_arena(board: BoardProfile, arena: int, ram_parts: dict[str, int]
+                ) -> tuple[Region, Region | None]:
+    """(internal RAM, external RAM or None): the arena stays inside while everything fits there;
+    otherwise it goes to the board's external RAM if that holds it and the rest fits inside."""
+    inside = Region(sum(ram_parts.values()), board.ram_bytes, ram_parts)
+    ext = board.external_ram
+    if inside.fits or ext is None or arena == 0:
+        return inside, None
+    rest = {part: n for part, n in ram_parts.items() if part != "arena"}
+    if sum(rest.values()) > board.ram_bytes or arena > ext.bytes:
+        return inside, None
+    return Region(sum(rest.values()), board.ram_bytes, rest), Region(arena, ext.bytes, {"arena": arena})
 
 
 def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -> CheckResult:
@@ -179,7 +235,8 @@ def check(measured: Measured, board: BoardProfile, runtime: str | None = None) -
     unavailable = board.runtime_unavailable(runtime) or ""
     if unavailable:
         source = f"not available on this board; {source}"
-    return CheckResult(board, runtime, arena,
-                       Region(sum(ram_parts.values()), board.ram_bytes, ram_parts),
+    ram, external = place_arena(board, arena, ram_parts)
+    return CheckResult(board, runtime, arena, ram,
                        Region(sum(flash_parts.values()), board.flash_bytes, flash_parts),
-                       unsupported, warnings if runtime == "tflm" else [], source, unavailable)
+                       unsupported, warnings if runtime == "tflm" else [], source, unavailable,
+                       external)

@@ -420,6 +420,11 @@ def _validation_options(fn):
                           "bytes (default: from the model's MACs and the board's clock)."),
         click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE",
                      help="Also write the report as JSON to FILE ('-' for stdout)."),
+        click.option("--profile", is_flag=True,
+                     help="Also time every layer on the device (op, output shape, MACs, time, "
+                          "MACs/cycle), into the project's report.json and REPORT.md. Emulated "
+                          "boards build the profiling firmware themselves; a real board's must be "
+                          "built with -DTD_PROFILE."),
         tflm_lib_option,
     ]):
         fn = decorator(fn)
@@ -464,10 +469,11 @@ def _write_json(json_path, text: str) -> None:
                          "choose another --json path") from None
 
 
-def _run_validation(project, port, data, limit, tolerance, json_path, timeout=None) -> None:
+def _run_validation(project, port, data, limit, tolerance, json_path, timeout=None,
+                    profile=False) -> None:
     from tinydeploy.device import link_options, running
     from tinydeploy.errors import ValidationFailed
-    from tinydeploy.validate import reference_for, validate
+    from tinydeploy.validate import device_clock, reference_for, validate
 
     library = project.tflm_library() if project.runtime == "tflm" else None
     if project.runtime == "tflm" and library is None:
@@ -478,13 +484,21 @@ def _run_validation(project, port, data, limit, tolerance, json_path, timeout=No
     waits = link_options(project, timeout)
     status(f"starting {project.board.id} ({project.kind}; an inference may take up to "
            f"{waits['invoke_timeout']:.1f} s) ...")
-    with running(project, port, timeout) as link:
+    if profile and project.kind == "baremetal" and port is None:
+        status("building the profiling firmware (TD_PROFILE) ...")
+    with running(project, port, timeout, profile=profile) as link:
         with click.progressbar(length=len(data.x), label="validating", file=sys.stderr) as bar:
             report = validate(link, project.model_bytes, data.x, data.y, tolerance=tolerance,
                               limit=limit, progress=lambda done, total: bar.update(1),
-                              reference=reference)
+                              reference=reference,
+                              profile=device_clock(project.board) if profile else None)
     for line in report.lines():
         click.echo(line)
+    if report.profile is not None:
+        from tinydeploy.report import add_profile
+
+        written = add_profile(project.path, report)
+        click.echo(f"wrote           {', '.join(str(project.path / name) for name in written)}")
     if json_path:
         text = json.dumps(report.to_dict(), indent=2)
         if str(json_path) == "-":
@@ -505,7 +519,7 @@ def _run_validation(project, port, data, limit, tolerance, json_path, timeout=No
                                              "emulated boards: QEMU is started).")
 @_validation_options
 @friendly_errors
-def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, tflm_lib):
+def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, tflm_lib, profile):
     """Send samples to PROJECT's running firmware and compare with the host reference.
 
     Exit 1 when any sample's outputs differ from the host reference by more than --tolerance.
@@ -513,15 +527,16 @@ def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, t
     --tflm-lib says), else the tflite_micro wheel; the native runtime's is the wheel.
 
     \b
-    Example:
+    Examples:
       tinydeploy validate build/digits-qemu-m4 --samples examples/digits/eval.npz --json report.json
+      tinydeploy validate build/digits-qemu-m4 --samples examples/digits/eval.npz --profile
     """
     from tinydeploy.device import open_project
 
     _check_json_path(json_path)
     project = open_project(project, tflm_lib)
     data = _validation_samples(samples, project.model_bytes, limit)
-    _run_validation(project, port, data, limit, tolerance, json_path, timeout)
+    _run_validation(project, port, data, limit, tolerance, json_path, timeout, profile)
 
 
 @cli.command()
@@ -540,7 +555,7 @@ def validate_cmd(project, port, samples, limit, tolerance, timeout, json_path, t
 @_validation_options
 @friendly_errors
 def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, port,
-           samples, limit, tolerance, timeout, json_path, tflm_lib, protocol):
+           samples, limit, tolerance, timeout, json_path, tflm_lib, protocol, profile):
     """Build, flash and validate MODEL in one go (on the emulated qemu-m4 by default).
 
     \b
@@ -558,6 +573,9 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     library = _library(tflm_lib)
     _require_runtime_buildable(board_profile, runtime, library)
     _check_json_path(json_path)
+    if profile and protocol == "eembc":
+        raise InputError("--profile times layers over tinydeploy's protocol, not EEMBC's",
+                         "leave out --protocol eembc, or --profile")
     for spec, what in ((samples, "validation samples"), (eval_data, "evaluation samples")):
         check_samples_file(spec, what)  # a bad file fails now, not after the build
     out_dir = _out_dir(model, board_profile, out_dir)
@@ -584,7 +602,7 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
 
         run_benchmark(project, port, data, limit, timeout=timeout, json_path=json_path)
         return
-    _run_validation(project, port, data, limit, tolerance, json_path, timeout)
+    _run_validation(project, port, data, limit, tolerance, json_path, timeout, profile)
 
 
 class Terminated(KeyboardInterrupt):

@@ -53,6 +53,11 @@ class Project:
         return self.path / "build" / "firmware.elf"
 
     @property
+    def profile_elf(self) -> Path:
+        """The same firmware built with TD_PROFILE: it answers OP_TIMINGS (validate --profile)."""
+        return self.path / "build" / "profile" / "firmware.elf"
+
+    @property
     def protocol(self) -> str:
         """"tinydeploy" (validate), or "eembc" (the MLPerf Tiny benchmark protocol)."""
         return self.manifest.get("protocol", "tinydeploy")
@@ -64,8 +69,9 @@ def open_project(path: str | Path, tflm_lib: str | None = None) -> Project:
     return Project(path, load_board(manifest["board"]), manifest["runtime"], manifest, tflm_lib)
 
 
-def build_firmware(project: Project, progress=None):
+def build_firmware(project: Project, progress=None, profile: bool = False):
     """Compile and link an emulated board's firmware (``build/firmware.elf``); return its sizes.
+    With ``profile``, the firmware that times each layer (TD_PROFILE, ``build/profile/``).
 
     The tflm runtime needs the TFLM library (compiled once per core, then cached). A firmware that
     does not fit the board fails the link and arrives as DoesNotFitError.
@@ -74,6 +80,9 @@ def build_firmware(project: Project, progress=None):
 
     src = project.path / "src"
     c_sources, options = sorted(src.glob("*.c")), {}
+    out = project.profile_elf.parent if profile else project.path / "build"
+    if profile:
+        options["defines"] = ["TD_PROFILE"]
     if project.protocol == "eembc":  # the EEMBC benchmark server replaces tinydeploy's protocol
         from tinydeploy import eembc
 
@@ -85,14 +94,14 @@ def build_firmware(project: Project, progress=None):
         from tinydeploy.analyze import analyze
         from tinydeploy.tflm_firmware import build_tflm_firmware
 
-        return build_tflm_firmware(project.board, src, project.path / "build",
+        return build_tflm_firmware(project.board, src, out,
                                    project.tflm_library(required=True),
                                    analyze(project.model_bytes).distinct_ops, progress,
                                    c_sources=c_sources, **options)
     if project.runtime != "native":
         raise InputError(f"unknown runtime '{project.runtime}' in {project.path}/tinydeploy.json",
                          "rebuild the project with tinydeploy build")
-    return baremetal.build_firmware(project.board, c_sources, project.path / "build", **options)
+    return baremetal.build_firmware(project.board, c_sources, out, **options)
 
 
 def flash(project: Project, port: str | None = None, progress=None) -> str:
@@ -122,10 +131,12 @@ def link_options(project: Project, timeout: float | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def running(project: Project, port: str | None = None, timeout: float | None = None) -> Iterator[object]:
+def running(project: Project, port: str | None = None, timeout: float | None = None,
+            profile: bool = False) -> Iterator[object]:
     """A connected DeviceLink to the project's firmware, running for the block's duration.
 
-    Emulated boards: builds the ELF if needed and boots it in QEMU (always stopped afterwards).
+    Emulated boards: builds the ELF if needed and boots it in QEMU (always stopped afterwards);
+    with ``profile``, the firmware built with TD_PROFILE (built each time: it is not flashed).
     Real boards: connects to ``port`` or the port found from the board's USB VID/PID; the firmware
     must have been flashed already (``tinydeploy flash``). ``timeout``: see :func:`link_options`.
     """
@@ -139,9 +150,12 @@ def running(project: Project, port: str | None = None, timeout: float | None = N
     if project.kind == "baremetal" and port is None:
         from tinydeploy.runners import QemuRunner
 
-        if not project.elf.is_file():
+        if profile:
+            build_firmware(project, profile=True)
+        elif not project.elf.is_file():
             build_firmware(project)
-        with QemuRunner.from_board(project.board).run(project.elf) as device:
+        elf = project.profile_elf if profile else project.elf
+        with QemuRunner.from_board(project.board).run(elf) as device:
             with DeviceLink(device.port, open_timeout=device.open_timeout, **waits) as link:
                 yield link
         return

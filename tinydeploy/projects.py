@@ -33,7 +33,9 @@ def render_project(stage: Path, sources: ModelSources, protocol: str = "tinydepl
     if sources.runtime == "native":
         from tinydeploy import native
 
-        native.compile_model(sources.model_bytes, src, name="model")
+        # the arena where the check placed it; the TD_PROFILE step marks (empty in a default build)
+        native.compile_model(sources.model_bytes, src, name="model", arena=sources.arena_placement,
+                             profile=True)
     if project_kind(sources.board) == "platformio":
         from tinydeploy.platformio_project import render_platformio_project
 

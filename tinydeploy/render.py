@@ -18,7 +18,7 @@ import jinja2
 
 from tinydeploy import __version__
 from tinydeploy.analyze import Analysis
-from tinydeploy.boards import BoardProfile
+from tinydeploy.boards import BoardProfile, ExternalRam
 from tinydeploy.errors import InputError
 from tinydeploy.output import staged_output  # noqa: F401 - the render stage's output folder
 from tinydeploy.resources import templates_dir
@@ -79,6 +79,35 @@ def c_array_body(data: bytes, per_line: int = 16) -> str:
                      for i in range(0, len(data), per_line))
 
 
+_SECTION = re.compile(r'section\s*\(\s*"([^"\\]+)"\s*\)')
+_ONE_LINE_C = re.compile(r"[ -~]+")
+
+
+def _c_fragment(text: str, what: str, board: BoardProfile) -> str:
+    """A piece of C from a board file (an attribute, an allocator's name): one line of printable
+    ASCII that cannot end a comment or splice lines, since it is pasted into model_settings.h."""
+    if (not _ONE_LINE_C.fullmatch(text) or "/*" in text or "*/" in text or "//" in text
+            or text.endswith("\\")):
+        raise InputError(f"the [external_ram] {what} of board {board.id} ({text!r}) is not one "
+                         "line of plain C", f"fix {board.source}")
+    return text
+
+
+def external_section(board: BoardProfile) -> str:
+    """The linker section an emulated board's external RAM attribute names (the bare-metal linker
+    script places it at the region's address); InputError for what bare metal cannot do."""
+    ext = board.external_ram
+    fix = f"fix {board.source}: an emulated board's arena goes to external RAM by a section attribute"
+    if ext.placement != "static":
+        raise InputError(f"board {board.id} places its external RAM arena with an allocator "
+                         f"({ext.allocator}), which bare-metal firmware does not have", fix)
+    m = _SECTION.search(ext.attribute)
+    if m is None or not re.fullmatch(r"\.[\w.]+", m.group(1)):
+        raise InputError(f"the [external_ram] attribute of board {board.id} ({ext.attribute!r}) "
+                         "names no linker section like section(\".ext_ram\")", fix)
+    return m.group(1)
+
+
 @dataclass
 class ModelSources:
     """The inputs of the model-specific C files."""
@@ -91,10 +120,37 @@ class ModelSources:
     arena_bytes: int          # what the firmware reserves
     arena_needed: int         # what the runtime was measured/planned to need
     arena_note: str
+    # the board's external RAM when the arena goes there (check: it does not fit internal RAM)
+    external_ram: ExternalRam | None = None
 
     @property
     def ident(self) -> str:
         return c_identifier(self.model_name, "_tflite")
+
+    @property
+    def arena_placement(self) -> str | None:
+        """None (internal RAM), or how the arena reaches external RAM: "static" (TD_ARENA_ATTR) or
+        "heap" (TD_ARENA_ALLOC, through td_arena_alloc() at td_model_init())."""
+        return None if self.external_ram is None else self.external_ram.placement
+
+    def _external_context(self) -> dict:
+        ext, board = self.external_ram, self.board
+        if ext is None:
+            return {"external_ram": None}
+        if board.emulated:
+            external_section(board)  # refuses what the bare-metal linker script cannot place
+        include = ext.include
+        if include and not re.fullmatch(r"[\w./+-]+", include):
+            raise InputError(f"the [external_ram] include of board {board.id} ({include!r}) is not a "
+                             "header file name", f"fix {board.source}")
+        return {"external_ram": ext, "arena_placement": ext.placement,
+                "arena_attribute": _c_fragment(ext.attribute, "attribute", board)
+                if ext.placement == "static" else "",
+                "arena_allocator": _c_fragment(ext.allocator, "allocator", board)
+                if ext.placement == "heap" else "",
+                "arena_include": include,
+                # the Arduino framework defines its attributes (EXTMEM) in headers Arduino.h pulls in
+                "framework_header": "" if board.emulated else "Arduino.h"}
 
     @property
     def sha256(self) -> str:
@@ -111,7 +167,7 @@ class ModelSources:
             "num_distinct_ops": len(a.distinct_ops), "ops": a.distinct_ops,
             "dtype_codes": DTYPE_CODES, "model_hash_hex": self.sha256,
             "hash_bytes": ", ".join(f"0x{b:02x}" for b in bytes.fromhex(self.sha256)),
-        }
+        } | self._external_context()
 
 
 def render_model_sources(src: ModelSources, dest: Path) -> list[Path]:

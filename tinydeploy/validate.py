@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinydeploy.analyze import TensorSpec, analyze
+from tinydeploy.analyze import Analysis, TensorSpec, analyze
 from tinydeploy.errors import InputError
 from tinydeploy.reference import Reference
 
@@ -44,6 +44,146 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (q.astype(np.float64) - spec.zero_point) * spec.scale
 
 
+@dataclass(frozen=True)
+class DeviceClock:
+    """How to read a device's cycle counts (``td_hal_cycles()``) for a profile: they tick at
+    ``tick_hz`` (a real board: its core clock), and on an emulated board each tick is
+    ``instructions_per_tick`` QEMU instructions (``-icount shift=0``: 1 instruction per virtual ns),
+    which is what a profile there counts as cycles."""
+
+    tick_hz: float
+    instructions_per_tick: float | None = None
+
+
+def device_clock(board) -> DeviceClock:
+    """The clock behind a board's cycle counts: SysTick's rate on the emulated boards
+    (tinydeploy.baremetal.SYSTICK_HZ), the board's core clock on real ones."""
+    if board.emulated:
+        from tinydeploy.baremetal import SYSTICK_HZ
+
+        hz = SYSTICK_HZ[board.qemu.machine]
+        return DeviceClock(float(hz), 1e9 / hz)
+    return DeviceClock(float(board.clock_hz))
+
+
+@dataclass
+class LayerTime:
+    """One step of the device's inference: a layer (or, on the native runtime, a row stream of
+    consecutive layers run together), with what it computes and how long it took."""
+
+    ops: list[int]             # model op indices the step ran
+    op: str                    # their op names ("CONV_2D", "CONV_2D+ADD" for a stream)
+    output_shape: str          # of the step's last op, e.g. "1x48x48x32"
+    macs: int
+    time_us: float
+    cycles: float | None       # None where the board cannot count cycles
+
+    @property
+    def macs_per_cycle(self) -> float | None:
+        return self.macs / self.cycles if self.cycles else None
+
+    @property
+    def label(self) -> str:
+        return (f"{self.ops[0]}" if len(self.ops) == 1 else f"{self.ops[0]}-{self.ops[-1]}"
+                ) if self.ops else "?"
+
+    def to_dict(self) -> dict:
+        return {"ops": self.ops, "op": self.op, "output_shape": self.output_shape,
+                "macs": self.macs, "time_us": round(self.time_us, 3),
+                "cycles": None if self.cycles is None else round(self.cycles),
+                "macs_per_cycle": None if self.macs_per_cycle is None
+                else round(self.macs_per_cycle, 4)}
+
+
+@dataclass
+class Profile:
+    """Per-layer times of one inference (the last sample's), from the device's OP_TIMINGS, next
+    to that inference's whole time as the invoke report measured it."""
+
+    layers: list[LayerTime]
+    inference_us: float
+    inference_cycles: float | None
+    cycles_are: str            # what "cycles" counts: "core cycles", "QEMU instructions" or "none"
+    sample: int                # index of the sample the profile is of
+    dropped: int = 0           # steps the device ran but could not record
+    not_timed: list[int] = field(default_factory=list)  # ops with no step (removed at build time)
+
+    @property
+    def total_us(self) -> float:
+        return sum(layer.time_us for layer in self.layers)
+
+    @property
+    def total_cycles(self) -> float | None:
+        return None if self.inference_cycles is None else sum(l.cycles or 0 for l in self.layers)
+
+    @property
+    def coverage(self) -> float:
+        """The layers' sum as a fraction of the whole inference (the rest: the runtime's entry and
+        exit around its layers)."""
+        return self.total_us / self.inference_us if self.inference_us else 0.0
+
+    def to_dict(self) -> dict:
+        return {"sample": self.sample, "cycles_are": self.cycles_are,
+                "layers": [layer.to_dict() for layer in self.layers],
+                "total_us": round(self.total_us, 3), "inference_us": round(self.inference_us, 3),
+                "total_cycles": None if self.total_cycles is None else round(self.total_cycles),
+                "inference_cycles": None if self.inference_cycles is None
+                else round(self.inference_cycles),
+                "coverage": round(self.coverage, 6), "dropped_steps": self.dropped,
+                "not_timed_ops": self.not_timed}
+
+    def lines(self) -> list[str]:
+        note = {"QEMU instructions": "cycles are QEMU instructions (-icount: 1 per virtual ns)",
+                "core cycles": "cycles from the core's cycle counter",
+                "none": "the board counts no cycles: MACs/cycle n/a"}[self.cycles_are]
+        head = (f"{'op':>7}  {'layer':<24} {'output shape':<16} {'MACs':>12} {'time us':>10} "
+                f"{'MACs/cycle':>10} {'share':>6}")
+        out = [f"per-layer profile of sample {self.sample} ({note})", head]
+        for layer in self.layers:
+            share = layer.time_us / self.inference_us if self.inference_us else 0.0
+            mpc = "n/a" if layer.macs_per_cycle is None else f"{layer.macs_per_cycle:.3f}"
+            out.append(f"{layer.label:>7}  {layer.op[:24]:<24} {layer.output_shape[:16]:<16} "
+                       f"{layer.macs:>12,} {layer.time_us:>10,.1f} {mpc:>10} {share:>6.1%}")
+        total_mpc = (f"{sum(l.macs for l in self.layers) / self.total_cycles:.3f}"
+                     if self.total_cycles else "n/a")
+        out.append(f"{'total':>7}  {len(self.layers):,} steps{'':<16} {'':<16} "
+                   f"{sum(l.macs for l in self.layers):>12,} {self.total_us:>10,.1f} "
+                   f"{total_mpc:>10} {self.coverage:>6.1%}")
+        out.append(f"layers total {self.total_us:,.1f} us = {self.coverage:.1%} of the whole "
+                   f"inference ({self.inference_us:,.1f} us, the invoke report of the same sample)")
+        if self.dropped:
+            out.append(f"warning: the device ran {self.dropped} more steps than its table holds "
+                       "(TD_PROFILE_MAX_STEPS): they are missing above")
+        if self.not_timed:
+            out.append(f"not timed: ops {', '.join(map(str, self.not_timed))} (no code on the "
+                       "device: removed at build time)")
+        return out
+
+
+def make_profile(analysis: Analysis, timings, last, sample: int, clock: DeviceClock) -> Profile:
+    """A :class:`Profile` from the device's OP_TIMINGS (tinydeploy.link.OpTimings) and the invoke
+    report of the same inference (``last``: tinydeploy.link.Timing). Times come from the cycle
+    counts when the board counts cycles (finer than microseconds), else from the microseconds."""
+    counts_cycles = last.cycles > 0 and timings.cycles > 0
+    per_tick = clock.instructions_per_tick or 1.0
+    layers, timed = [], set()
+    for step in timings.steps:
+        ops = [i for i in range(step.op, step.op + max(step.ops, 1)) if i < len(analysis.ops)]
+        timed.update(ops)
+        infos = [analysis.ops[i] for i in ops]
+        names = list(dict.fromkeys(info.op for info in infos)) or [f"op {step.op}?"]
+        shape = "x".join(map(str, infos[-1].output_shapes[0])) if infos and infos[-1].output_shapes else ""
+        us = step.cycles * 1e6 / clock.tick_hz if counts_cycles else float(step.micros)
+        layers.append(LayerTime(ops, "+".join(names), shape, sum(info.macs for info in infos), us,
+                                step.cycles * per_tick if counts_cycles else None))
+    whole_us = last.cycles * 1e6 / clock.tick_hz if counts_cycles else float(last.device_us)
+    kind = ("none" if not counts_cycles else
+            "QEMU instructions" if clock.instructions_per_tick else "core cycles")
+    return Profile(layers, whole_us, last.cycles * per_tick if counts_cycles else None, kind,
+                   sample, timings.dropped,
+                   [op.index for op in analysis.ops if op.index not in timed])
+
+
 @dataclass
 class ValidationReport:
     samples: int
@@ -66,13 +206,19 @@ class ValidationReport:
     cycles: dict | None = None
     mismatches: list[int] = field(default_factory=list)   # first sample indices that differ
     reference: str = ""               # what the device was compared with
+    profile: Profile | None = None    # per-layer times (validate --profile)
 
     @property
     def passed(self) -> bool:
         return self.agreement == 1.0
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"passed": self.passed}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__} | {"passed": self.passed}
+        if self.profile is None:
+            del data["profile"]  # what a validation without --profile always wrote
+        else:
+            data["profile"] = self.profile.to_dict()
+        return data
 
     def lines(self) -> list[str]:
         pct = lambda v: "n/a" if v is None else f"{v:.2%}"  # noqa: E731
@@ -91,12 +237,14 @@ class ValidationReport:
             f"link            {self.bytes_moved:,} B at {self.link_bytes_per_second / 1024:,.1f} KB/s",
             f"reference       {self.reference}",
         ]
+        if self.profile is not None:
+            out += self.profile.lines()
         return out
 
 
 def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = None, *,
              tolerance: int = 0, limit: int | None = None, progress=None,
-             reference=None) -> ValidationReport:
+             reference=None, profile: DeviceClock | None = None) -> ValidationReport:
     """Run samples ``x`` (axis 0) on the device behind ``link`` and compare with the reference.
 
     ``link`` is a connected :class:`tinydeploy.link.DeviceLink`; its handshake must report the
@@ -105,7 +253,8 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
     the ``tflite_micro`` wheel in this process; :func:`reference_for` gives the one a runtime is
     held to, in a worker process). The reference runs on all samples before the device does, so a
     model the reference cannot run fails before the device is touched. ``progress(done, total)``
-    is called after each sample.
+    is called after each sample. With ``profile`` (the device's :class:`DeviceClock`), the per-layer
+    times of the last sample's inference are read back (OP_TIMINGS) into ``report.profile``.
     """
     import hashlib
 
@@ -119,6 +268,8 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
 
         y = check_labels(y, len(x), "the validation samples")
     info = link.hello(expected_hash=hashlib.sha256(model_bytes).digest())
+    if profile is not None:
+        link.op_timings()  # a firmware that cannot profile is refused before the samples
     if limit is not None:
         x = x[:limit]
         y = None if y is None else np.asarray(y)[:limit]
@@ -134,6 +285,7 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
     ref_out = reference.outputs(q_inputs)
     device_out, lat, cycles = [], [], []
     moved = 0
+    timing = None
     start = time.perf_counter()
     for i, sample in enumerate(q_inputs):
         outs, timing = link.run([sample])
@@ -146,6 +298,8 @@ def validate(link, model_bytes: bytes, x: np.ndarray, y: np.ndarray | None = Non
     wall = time.perf_counter() - start
     report = _compare(device_out, ref_out, out_specs, y, tolerance, lat, cycles, info, moved, wall)
     report.reference = reference.name
+    if profile is not None:
+        report.profile = make_profile(analysis, link.op_timings(), timing, len(q_inputs) - 1, profile)
     return report
 
 

@@ -66,14 +66,19 @@ def _weights_bytes(program: Program) -> int:
     return sum(p.nbytes for p in program.tensors.values() if p.place == "flash")
 
 
-def compile_model(model_bytes: bytes, out_dir: Path, *, name: str = "model") -> CompileResult:
+def compile_model(model_bytes: bytes, out_dir: Path, *, name: str = "model",
+                  arena: str | None = None, profile: bool = False) -> CompileResult:
     """Compile an int8 .tflite into C99 sources in out_dir.
+
+    ``arena`` puts the arena in a board's external RAM ("static": an array with TD_ARENA_ATTR from
+    model_settings.h; "heap": a block from td_arena_alloc() at td_model_init()); ``profile`` adds
+    the step marks a TD_PROFILE build times (OP_TIMINGS). With neither, the C is what it always was.
 
     Raises UnsupportedOpError (naming the op) for what the native runtime cannot run and
     ModelError for an unreadable model.
     """
     program = build_program(tflite.parse(model_bytes))
-    files = emitter.write(program, Path(out_dir), name)
+    files = emitter.write(program, Path(out_dir), name, arena=arena, profile=profile)
     return CompileResult(
         files=files, arena_bytes=program.arena.size, scratch_bytes=0,
         ops_used=program.ops_used, kernel_sources=emitter.kernel_files(program.families),

@@ -18,6 +18,15 @@ from tinydeploy.native.cgen import c_array, comment_text
 from tinydeploy.native.compiler import C_TYPES, Program, constant_values
 from tinydeploy.resources import firmware_dir
 
+#: Where the arena may be put besides a plain static array (``render_source(arena=...)``):
+#: "static" - the array gets TD_ARENA_ATTR from model_settings.h (a linker section in external
+#: RAM, e.g. Teensy's EXTMEM); "heap" - the arena is a block from td_arena_alloc() at
+#: td_model_init() (the board's external RAM allocator, e.g. ps_malloc; the firmware's main file
+#: defines it), so the parameters holding arena addresses are filled in there.
+ARENA_PLACEMENTS = ("static", "heap")
+#: td_model_init()'s result when td_arena_alloc() has no block to give (firmware/PROTOCOL.md).
+ARENA_ALLOC_FAILED = -6
+
 COMMON_HEADERS = ("td_qmath.h", "td_dsp.h", "td_rows.h")
 # Kernel families that call into another family's functions.
 FAMILY_DEPENDS = {"td_softmax": ("td_activation",), "td_conv": ("td_gemm", "td_qmath"),
@@ -137,26 +146,127 @@ def _constants(program: Program) -> list[str]:
     return out
 
 
-def _io_table(program: Program, kind: str, indices: list[int]) -> str:
+def _io_table(program: Program, kind: str, indices: list[int], heap: bool = False) -> str:
     rows = []
     for idx in indices:
         t = program.model.main.tensors[idx]
-        rows.append(f"    {{TD_ARENA + {program.arena.offsets[idx]}, {t.nbytes}u}}")
-    body = ",\n".join(rows) if rows else "    {NULL, 0u}"
+        where = program.arena.offsets[idx]
+        rows.append(f"    {{{where}u, {t.nbytes}u}}" if heap else f"    {{TD_ARENA + {where}, {t.nbytes}u}}")
+    body = ",\n".join(rows) if rows else ("    {0u, 0u}" if heap else "    {NULL, 0u}")
     return f"static const td_io_t td_{kind}s[] = {{\n{body}\n}};\n"
 
 
-def render_source(program: Program, name: str) -> str:
-    graph = program.model.main
-    includes = "".join(f'#include "{fam}.h"\n' for fam in program.families)
-    calls = []
+#: What the profiling hook expands to (firmware/protocol/td_profile.h): nothing unless TD_PROFILE.
+_PROFILE_HOOK = """/* Per-step timings when the firmware is built with TD_PROFILE (OP_TIMINGS, firmware/PROTOCOL.md);
+ * otherwise the marks are empty and td_model_invoke() is the plain sequence of kernel calls. */
+#ifdef TD_PROFILE
+#include "td_profile.h"
+#define TD_STEP_BEGIN() td_profile_begin()
+#define TD_STEP_END(op, ops) td_profile_step((op), (ops))
+#else
+#define TD_STEP_BEGIN() ((void)0)
+#define TD_STEP_END(op, ops) ((void)0)
+#endif
+"""
+
+_STRUCT_DECL = re.compile(r"\Astatic const (\w+) (\w+) = \{\n(.*)\};\n\Z", re.DOTALL)
+
+
+def _filled_at_init(decls: list[str]) -> tuple[list[str], list[str]]:
+    """For an arena from the heap: parameter structs holding arena addresses cannot be constant
+    initialisers any more. Each becomes a plain static, assigned (a compound literal with the same
+    fields) in td_model_init() once the arena exists. Returns (definitions, init statements)."""
+    kept, assigned = [], []
+    for decl in decls:
+        if "TD_ARENA" not in decl:
+            kept.append(decl)
+            continue
+        m = _STRUCT_DECL.match(decl)
+        if m is None:  # the lowerings only put arena addresses in c_struct() parameter structs
+            raise ValueError(f"cannot move to td_model_init(): {decl.splitlines()[0]}")
+        ctype, cname, body = m.groups()
+        kept.append(f"static {ctype} {cname};\n")
+        fields = body.replace("\n    ", "\n            ")
+        assigned.append(f"        {cname} = ({ctype}){{\n            {fields.strip()}\n        }};")
+    return kept, assigned
+
+
+def _arena_lines(program: Program, arena: str | None) -> list[str]:
+    words = (program.arena.size + 3) // 4
+    size = program.arena.size
+    if arena is None:
+        return [f"/* The tensor arena: every activation at a fixed offset ({size} bytes). */",
+                f"static int32_t td_arena_words[{max(words, 1)}];",
+                "#define TD_ARENA ((int8_t *)(void *)td_arena_words)"]
+    if arena == "static":
+        return [f"/* The tensor arena: every activation at a fixed offset ({size} bytes), in the",
+                " * board's external RAM: TD_ARENA_ATTR (model_settings.h) names where. */",
+                f"TD_ARENA_ATTR static int32_t td_arena_words[{max(words, 1)}];",
+                "#define TD_ARENA ((int8_t *)(void *)td_arena_words)"]
+    return [f"/* The tensor arena: every activation at a fixed offset ({size} bytes) from the start of a",
+            " * block of the board's external RAM, which td_model_init() gets from td_arena_alloc()",
+            " * (defined by the firmware's main file with the framework's allocator, TD_ARENA_ALLOC",
+            " * in model_settings.h). */",
+            "void *td_arena_alloc(size_t bytes);",
+            "static int8_t *td_arena_base;",
+            "#define TD_ARENA td_arena_base"]
+
+
+def _init_lines(program: Program, arena: str | None, assigned: list[str]) -> list[str]:
+    if arena is None:
+        return ["int td_model_init(void)", "{", "    return 0;", "}"]
+    if arena == "static":
+        return ["/* Static storage is zero at start-up; external RAM, which start-up code does not touch,",
+                " * is cleared here once so that the model sees the same arena either way. */",
+                "int td_model_init(void)", "{", "    static int cleared;", "    if (!cleared) {",
+                "        memset(td_arena_words, 0, sizeof td_arena_words);", "        cleared = 1;",
+                "    }", "    return 0;", "}"]
+    return ["int td_model_init(void)", "{", "    if (td_arena_base == NULL) {",
+            f"        void *block = td_arena_alloc({max(program.arena.size, 1)}u);",
+            "        if (block == NULL) {",
+            f"            return {ARENA_ALLOC_FAILED}; /* the board's external RAM gave no block */",
+            "        }",
+            f"        memset(block, 0, {max(program.arena.size, 1)}u);",
+            "        td_arena_base = (int8_t *)block;",
+            *assigned, "    }", "    return 0;", "}"]
+
+
+def _step_calls(program: Program, profile: bool) -> list[str]:
+    """td_model_invoke()'s body: one kernel call per op (a row stream: one call for its ops), and
+    with ``profile`` a TD_STEP_END mark after each call naming the ops it ran."""
+    stream_ops = {s.first: len(s.ops) for s in program.streams}
+    streamed = {i for s in program.streams for i in s.ops[1:]}
+    calls = ["    TD_STEP_BEGIN();"] if profile else []
     for op, lowered in program.steps:
         if lowered.family is None:
             calls.append(f"    /* op {op.index}: {op.opcode} ({lowered.note}) */")
-        else:
-            calls.append(f"    /* op {op.index}: {op.opcode} */\n    {lowered.call}")
+            continue
+        calls.append(f"    /* op {op.index}: {op.opcode} */\n    {lowered.call}")
+        if profile and op.index not in streamed:
+            calls.append(f"    TD_STEP_END({op.index}, {stream_ops.get(op.index, 1)});")
+    return calls
+
+
+def render_source(program: Program, name: str, *, arena: str | None = None,
+                  profile: bool = False) -> str:
+    """``<name>.c``. ``arena`` places the arena in external RAM (ARENA_PLACEMENTS; None: a plain
+    static array), ``profile`` adds the TD_PROFILE step marks; with neither, the output is what it
+    always was."""
+    if arena is not None and arena not in ARENA_PLACEMENTS:
+        raise ValueError(f"unknown arena placement {arena!r}")
+    graph = program.model.main
+    heap = arena == "heap"
+    includes = "".join(f'#include "{fam}.h"\n' for fam in program.families)
+    calls = _step_calls(program, profile)
     decls = [d for _, lowered in program.steps for d in lowered.decls]
-    words = (program.arena.size + 3) // 4
+    decls, assigned = _filled_at_init(decls) if heap else (decls, [])
+    settings = ['#include "model_settings.h" /* TD_ARENA_ATTR: the external RAM the arena goes to */',
+                ""] if arena == "static" else []
+    if arena is not None:
+        includes = "#include <string.h>\n" + includes
+    data = "TD_ARENA + td_{0}s[i].offset" if heap else "td_{0}s[i].data"
+    if heap:  # no arena before td_model_init(): no tensors either
+        data = "td_arena_base == NULL ? NULL : " + data
     return "\n".join([
         f"/* {name}.c - generated by `tinydeploy compile` (native runtime). Do not edit. */",
         f'#include "{name}.h"',
@@ -164,26 +274,23 @@ def render_source(program: Program, name: str) -> str:
         "#include <stddef.h>",
         "#include <stdint.h>",
         "",
+        *settings,
         includes,
-        f"/* The tensor arena: every activation at a fixed offset ({program.arena.size} bytes). */",
-        f"static int32_t td_arena_words[{max(words, 1)}];",
-        "#define TD_ARENA ((int8_t *)(void *)td_arena_words)",
+        *([_PROFILE_HOOK] if profile else []),
+        *_arena_lines(program, arena),
         "",
         "typedef struct {",
-        "    int8_t *data;",
+        "    size_t offset;" if heap else "    int8_t *data;",
         "    size_t size;",
         "} td_io_t;",
         "",
-        _io_table(program, "input", list(graph.inputs)),
-        _io_table(program, "output", list(graph.outputs)),
+        _io_table(program, "input", list(graph.inputs), heap),
+        _io_table(program, "output", list(graph.outputs), heap),
         "/* Weights and other constant tensors. */",
         *_constants(program),
         "/* Operator parameters (computed at build time, as TFLM's Prepare would). */",
         *decls,
-        "int td_model_init(void)",
-        "{",
-        "    return 0;",
-        "}",
+        *_init_lines(program, arena, assigned),
         "",
         "int td_model_invoke(void)",
         "{",
@@ -196,7 +303,7 @@ def render_source(program: Program, name: str) -> str:
         "",
         "int8_t *td_model_input(int i)",
         "{",
-        f"    return (i >= 0 && i < {len(graph.inputs)}) ? td_inputs[i].data : NULL;",
+        f"    return (i >= 0 && i < {len(graph.inputs)}) ? {data.format('input')} : NULL;",
         "}",
         "",
         "size_t td_model_input_size(int i)",
@@ -206,7 +313,7 @@ def render_source(program: Program, name: str) -> str:
         "",
         "const int8_t *td_model_output(int i)",
         "{",
-        f"    return (i >= 0 && i < {len(graph.outputs)}) ? td_outputs[i].data : NULL;",
+        f"    return (i >= 0 && i < {len(graph.outputs)}) ? {data.format('output')} : NULL;",
         "}",
         "",
         "size_t td_model_output_size(int i)",
@@ -221,13 +328,15 @@ def render_source(program: Program, name: str) -> str:
     ])
 
 
-def write(program: Program, out_dir: Path, name: str) -> list[Path]:
-    """Write <name>.h, <name>.c and the needed kernels into out_dir; return the paths."""
+def write(program: Program, out_dir: Path, name: str, *, arena: str | None = None,
+          profile: bool = False) -> list[Path]:
+    """Write <name>.h, <name>.c and the needed kernels into out_dir; return the paths.
+    ``arena`` and ``profile``: see :func:`render_source`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     header = out_dir / f"{name}.h"
     source = out_dir / f"{name}.c"
     header.write_text(render_header(program, name))
-    source.write_text(render_source(program, name))
+    source.write_text(render_source(program, name, arena=arena, profile=profile))
     written = [header, source]
     for fname in kernel_files(program.families):
         dst = out_dir / fname
