@@ -284,6 +284,18 @@ def test_external_ram_section_is_checked(tmp_path):
     )
 
 
+def test_external_ram_setup_needs_an_allocator(tmp_path):
+    text = GOOD.read_text().replace('id = "nano33ble"', 'id = "ext"') + (
+        '\n[external_ram]\nkind = "psram"\nbytes = 8\nplacement = "static"\nattribute = "EXTMEM"\n'
+        'setup = "psram_begin()"\nspeed = "slow"\nsource = "the board\'s manual"\n')
+    path = tmp_path / "ext.toml"
+    path.write_text(text)
+    with pytest.raises(BoardFileError) as err:
+        load_board_file(path)
+    assert err.value.problems == (
+        "[external_ram] 'setup' runs before the allocator: it needs placement = \"heap\"",)
+
+
 def test_board_id_must_match_file_name(tmp_path):
     path = tmp_path / "other.toml"
     path.write_text(GOOD.read_text())

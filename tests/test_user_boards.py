@@ -3,6 +3,7 @@ a user runs it: a good file works in every command, a broken one gets one line p
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,28 @@ def test_board_file_path_renders_a_project(tmp_path):
     ini = (out / "platformio.ini").read_text()
     assert "[env:my_board]" in ini and "board = nano33ble" in ini
     assert "My nRF52840 board (my_board)" in ini
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc (bash .ci/setup)")
+def test_a_project_for_a_board_file_carries_it_to_flash(tmp_path):
+    """flash and validate find the board in the project, not where the user's file once was."""
+    text = (REPO / "boards" / "qemu-m4.toml").read_text().replace('id = "qemu-m4"', 'id = "my_m4"')
+    path = tmp_path / "mine" / "my_m4.toml"
+    path.parent.mkdir()
+    path.write_text(text)
+    out = tmp_path / "out"
+    proc = run_cli("build", MODEL, "--board", path, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "my_m4.toml").read_text() == text
+    assert json.loads((out / "tinydeploy.json").read_text())["board_file"] == "my_m4.toml"
+    path.unlink()  # the user's file is gone (or edited): the project keeps the one it was built for
+    flashed = run_cli("flash", out)
+    assert flashed.returncode == 0 and "for my_m4:" in flashed.stdout, flashed.stderr
+    (out / "my_m4.toml").unlink()
+    broken = run_cli("flash", out)
+    assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1
+    assert "lacks the board file its manifest names ('my_m4.toml')" in broken.stderr
+    assert_no_traceback(broken)
 
 
 def test_a_boards_folder_joins_the_bundled_boards(tmp_path):

@@ -93,7 +93,7 @@ class NativeConfig:
 @dataclass(frozen=True)
 class ExternalRam:
     """RAM outside the chip's own SRAM (PSRAM, SDRAM) that the board has, and how the framework
-    reaches it. Data only: the memory check does not use it yet."""
+    reaches it. ``check`` places an arena there when it does not fit internal RAM."""
 
     kind: str                 # one of EXTERNAL_RAM_KINDS
     bytes: int                # usable size
@@ -103,6 +103,8 @@ class ExternalRam:
     attribute: str            # the attribute/macro putting a static object there ("" if none)
     allocator: str            # the call handing out a block of it ("" if none)
     include: str              # header declaring attribute/allocator ("" if none needed)
+    # a C statement bringing the memory up before the first allocation ("" if the framework does)
+    setup: str
     build_flags: tuple[str, ...]  # flags the build needs so the framework brings it up
     speed: str                # the speed caveat, in words, for the verdict
     source: str               # where the size, address and mechanism come from
@@ -247,6 +249,7 @@ _EXTERNAL_RAM_OPTIONAL: dict[str, Any] = {
     "attribute": str,
     "allocator": str,
     "include": str,
+    "setup": str,
     "build_flags": list[str],
 }
 _SECTIONS = {"serial", "tflm", "native", "platformio", "qemu", "external_ram"}
@@ -507,6 +510,8 @@ def _external_ram(problems: _Problems, data: dict, emulated: bool) -> ExternalRa
     if placement == "heap" and not good.get("allocator", "").strip():
         problems.add("[external_ram] placement = \"heap\" needs the 'allocator' that hands out a "
                      "block of it (e.g. 'ps_malloc')")
+    if good.get("setup", "").strip() and placement != "heap":
+        problems.add("[external_ram] 'setup' runs before the allocator: it needs placement = \"heap\"")
     if emulated and "address" not in good:
         problems.add("[external_ram] an emulated board's external RAM needs its 'address' "
                      "(the linker script places the section there)")
@@ -519,7 +524,7 @@ def _external_ram(problems: _Problems, data: dict, emulated: bool) -> ExternalRa
         kind=good["kind"], bytes=good["bytes"], address=good.get("address"),
         optional=good.get("optional", False), placement=good["placement"],
         attribute=good.get("attribute", ""), allocator=good.get("allocator", ""),
-        include=good.get("include", ""), build_flags=tuple(good.get("build_flags", [])),
+        include=good.get("include", ""), setup=good.get("setup", ""), build_flags=tuple(good.get("build_flags", [])),
         speed=good["speed"], source=good["source"],
     )
 

@@ -155,12 +155,14 @@ def model_name(model_path: str | Path) -> str:
 
 def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None = None,
           out_dir: str | Path | None = None, force: bool = False,
-          protocol: str = "tinydeploy") -> BuildResult:
+          protocol: str = "tinydeploy", profile: bool = False) -> BuildResult:
     """Check the prepared model against ``board`` and render its firmware project.
 
     When the model does not fit (or the runtime lacks an op) nothing is rendered unless ``force``;
     the returned result's ``out_dir`` is then None and ``check.fits`` False. ``protocol`` "eembc"
     gives a firmware that speaks EEMBC's MLPerf Tiny benchmark protocol (tinydeploy.eembc).
+    ``profile`` builds a real board's firmware with TD_PROFILE, so that it times every layer
+    (validate --profile; emulated boards build that firmware at validate time).
     """
     from tinydeploy.eembc import check_protocol, settings_for
 
@@ -180,16 +182,24 @@ def build(prepared: Prepared, board: BoardProfile | str, *, runtime: str | None 
     out = Path(out_dir) if out_dir else default_out_dir(prepared.name, board)
     build_result = BuildResult(prepared, result, out)
     with staged_output(out, force) as stage:
-        _render(prepared, board, runtime, result, stage, protocol)
+        _render(prepared, board, runtime, result, stage, protocol, profile)
         build_result.files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*")
                                     if p.is_file())
         _write_reports(build_result, stage, protocol)
     build_result.files += [MANIFEST, "report.json", "REPORT.md", report.MEMORY_CHART]
+    if board.origin != "bundled":
+        build_result.files.append(board_file_name(board))
     return build_result
 
 
+def board_file_name(board: BoardProfile) -> str:
+    """The name of the copy of a user's board file in a project built for it (the file's name
+    is its id, as board files require)."""
+    return f"{board.id}.toml"
+
+
 def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: CheckResult,
-            stage: Path, protocol: str = "tinydeploy") -> None:
+            stage: Path, protocol: str = "tinydeploy", profile: bool = False) -> None:
     from tinydeploy import projects
 
     arena_needed = arena = result.arena
@@ -200,7 +210,7 @@ def _render(prepared: Prepared, board: BoardProfile, runtime: str, result: Check
         note = "The native runtime's static arena, planned at build time (exact)."
     sources = ModelSources(prepared.name, prepared.model_bytes, prepared.analysis, board, runtime,
                            arena, arena_needed, note,
-                           board.external_ram if result.arena_external else None)
+                           board.external_ram if result.arena_external else None, profile)
     (stage / "model.tflite").write_bytes(prepared.model_bytes)
     projects.render_project(stage, sources, protocol)
 
@@ -212,6 +222,10 @@ def _write_reports(result: BuildResult, stage: Path, protocol: str = "tinydeploy
     manifest = {"tinydeploy": __version__, "board": result.check.board.id,
                 "runtime": result.check.runtime, "model": "model.tflite",
                 "model_sha256": data["model"]["sha256"], "name": result.prepared.name}
+    board = result.check.board
+    if board.origin != "bundled":  # the user's own board file travels with the project, so that
+        (stage / board_file_name(board)).write_bytes(Path(board.source).read_bytes())  # flash and
+        manifest["board_file"] = board_file_name(board)                   # validate find it there
     if result.check.runtime == "tflm" and data["tflm_library"]:
         manifest["tflm_library"] = data["tflm_library"]  # found again by flash and validate
     if protocol != "tinydeploy":  # the default leaves the manifest as it always was
@@ -246,4 +260,18 @@ def read_manifest(project_dir: str | Path) -> dict:
                          f"({model!r})", fix)
     if not (folder / model).is_file():
         raise InputError(f"the project {project_dir} lacks its model file {model}", fix)
+    board_file = manifest.get("board_file")
+    if board_file is not None and (not isinstance(board_file, str) or Path(board_file).name != board_file
+                                   or not (folder / board_file).is_file()):
+        raise InputError(f"the project {project_dir} lacks the board file its manifest names "
+                         f"({board_file!r})", fix)
     return manifest
+
+
+def project_board(project_dir: str | Path, manifest: dict):
+    """The board a project was built for: its own copy of a user's board file, else the id."""
+    from tinydeploy.boards import load_board, load_board_file
+
+    if manifest.get("board_file"):
+        return load_board_file(Path(project_dir) / manifest["board_file"])
+    return load_board(manifest["board"])

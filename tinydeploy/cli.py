@@ -116,6 +116,12 @@ def _require_runtime_buildable(board, runtime, library) -> None:
         require_library(None)
 
 
+def _refuse_profiled_eembc(profile: bool, protocol: str) -> None:
+    if profile and protocol == "eembc":
+        raise InputError("--profile times layers over tinydeploy's protocol, not EEMBC's",
+                         "leave out --protocol eembc, or --profile")
+
+
 def _prepare(model: Path, calib, calib_samples, io, eval_data=None, tflm_library=None):
     from tinydeploy.build import prepare
 
@@ -173,10 +179,13 @@ def cli():
               help="Output folder (default build/<model>-<board>).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder; render even if the model does not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@click.option("--profile", is_flag=True,
+              help="Build a real board's firmware with TD_PROFILE: it times every layer for "
+                   "'validate --profile' (emulated boards build that firmware when validating).")
 @tflm_lib_option
 @friendly_errors
 def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, force, as_json,
-          tflm_lib, protocol):
+          tflm_lib, protocol, profile):
     """Quantize MODEL, check it against a board and render its firmware project.
 
     \b
@@ -193,11 +202,12 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
 
     board_profile = load_board(board)
     library = _library(tflm_lib)
+    _refuse_profiled_eembc(profile, protocol)
     out_dir = _out_dir(model, board_profile, out_dir)
     with claim_output(out_dir, force):  # checked and held before the seconds of quantization
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force,
-                           protocol=protocol)
+                           protocol=protocol, profile=profile)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -573,9 +583,7 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
     library = _library(tflm_lib)
     _require_runtime_buildable(board_profile, runtime, library)
     _check_json_path(json_path)
-    if profile and protocol == "eembc":
-        raise InputError("--profile times layers over tinydeploy's protocol, not EEMBC's",
-                         "leave out --protocol eembc, or --profile")
+    _refuse_profiled_eembc(profile, protocol)
     for spec, what in ((samples, "validation samples"), (eval_data, "evaluation samples")):
         check_samples_file(spec, what)  # a bad file fails now, not after the build
     out_dir = _out_dir(model, board_profile, out_dir)
@@ -584,7 +592,7 @@ def deploy(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, 
         prepared = _prepare(model, calib, calib_samples, io, eval_data, library)
         data = _validation_samples(samples or eval_data, prepared.model_bytes, limit)
         result = run_build(prepared, board_profile, runtime=runtime, out_dir=out_dir, force=force,
-                           protocol=protocol)
+                           protocol=protocol, profile=profile and not board_profile.emulated)
         if result.out_dir is None:
             _fail(f"{result.check.verdict()}; nothing built", 1)
         status(f"built {result.out_dir} ({result.check.verdict()})")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tinydeploy.boards import BoardProfile, load_board
-from tinydeploy.build import read_manifest
+from tinydeploy.boards import BoardProfile
+from tinydeploy.build import project_board, read_manifest
 from tinydeploy.errors import InputError
 from tinydeploy.projects import project_kind
 
@@ -66,7 +66,7 @@ class Project:
 def open_project(path: str | Path, tflm_lib: str | None = None) -> Project:
     path = Path(path)
     manifest = read_manifest(path)
-    return Project(path, load_board(manifest["board"]), manifest["runtime"], manifest, tflm_lib)
+    return Project(path, project_board(path, manifest), manifest["runtime"], manifest, tflm_lib)
 
 
 def build_firmware(project: Project, progress=None, profile: bool = False):

@@ -122,6 +122,8 @@ class ModelSources:
     arena_note: str
     # the board's external RAM when the arena goes there (check: it does not fit internal RAM)
     external_ram: ExternalRam | None = None
+    # a real board's firmware built with TD_PROFILE (it answers OP_TIMINGS: validate --profile)
+    profile: bool = False
 
     @property
     def ident(self) -> str:
@@ -149,6 +151,8 @@ class ModelSources:
                 "arena_allocator": _c_fragment(ext.allocator, "allocator", board)
                 if ext.placement == "heap" else "",
                 "arena_include": include,
+                "arena_setup": _c_fragment(ext.setup.rstrip().rstrip(";"), "setup", board)
+                if ext.placement == "heap" and ext.setup.strip() else "",
                 # the Arduino framework defines its attributes (EXTMEM) in headers Arduino.h pulls in
                 "framework_header": "" if board.emulated else "Arduino.h"}
 
@@ -167,6 +171,7 @@ class ModelSources:
             "num_distinct_ops": len(a.distinct_ops), "ops": a.distinct_ops,
             "dtype_codes": DTYPE_CODES, "model_hash_hex": self.sha256,
             "hash_bytes": ", ".join(f"0x{b:02x}" for b in bytes.fromhex(self.sha256)),
+            "profile": self.profile,
         } | self._external_context()
 
 

@@ -72,7 +72,7 @@ class LayerTime:
     consecutive layers run together), with what it computes and how long it took."""
 
     ops: list[int]             # model op indices the step ran
-    op: str                    # their op names ("CONV_2D", "CONV_2D+ADD" for a stream)
+    op: str                    # their op names ("CONV_2D", "3xCONV_2D+ADD" for a stream)
     output_shape: str          # of the step's last op, e.g. "1x48x48x32"
     macs: int
     time_us: float
@@ -171,7 +171,10 @@ def make_profile(analysis: Analysis, timings, last, sample: int, clock: DeviceCl
         ops = [i for i in range(step.op, step.op + max(step.ops, 1)) if i < len(analysis.ops)]
         timed.update(ops)
         infos = [analysis.ops[i] for i in ops]
-        names = list(dict.fromkeys(info.op for info in infos)) or [f"op {step.op}?"]
+        counts: dict[str, int] = {}
+        for info in infos:
+            counts[info.op] = counts.get(info.op, 0) + 1
+        names = [f"{n}x{name}" if n > 1 else name for name, n in counts.items()] or [f"op {step.op}?"]
         shape = "x".join(map(str, infos[-1].output_shapes[0])) if infos and infos[-1].output_shapes else ""
         us = step.cycles * 1e6 / clock.tick_hz if counts_cycles else float(step.micros)
         layers.append(LayerTime(ops, "+".join(names), shape, sum(info.macs for info in infos), us,
