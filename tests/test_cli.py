@@ -226,7 +226,7 @@ def test_compile_writes_model_c_and_h_that_build_warning_free(tmp_path):
 
 
 def test_vww_fits_qemu_m3_only_with_the_native_runtime():
-    """Measured, not assumed: the native planner's arena (36,888 B) fits the 64 KB part; TFLM's does not.
+    """Measured, not assumed: the native planner's arena (27,816 B) fits the 64 KB part; TFLM's does not.
 
     tests/test_deploy.py links and runs firmware to the same limits the check uses."""
     proc = run_cli("check", MLPERF / "vww_96_int8.tflite", "--board", "qemu-m3")

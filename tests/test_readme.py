@@ -4,8 +4,9 @@ The README's shell blocks (```sh) are run one command at a time, from a scratch 
 repository's examples/ (so build/ outputs land there, not in the checkout). A block followed
 directly by a plain ``` block is an example with its output: every line of that block must appear
 in what the command printed, numbers of timing lines (latency, link speed, inferences/s) aside.
-Commands that need what a clone cannot have are skipped, saying why: a real board (uploads), the
-TFLM library (without it the tests that need it skip too).
+Commands that need a real board, templates (MODEL, DATA) and the test command itself are left out
+(test_only_real_board_commands... says which and why); those that need the TFLM library skip
+without it, as the other tests that need it do.
 """
 
 from __future__ import annotations
@@ -73,19 +74,28 @@ def _normalise(line: str) -> str:
 
 
 EXAMPLES = examples()
+#: The commands a clone can run, and those it cannot (with the reason), each once.
+RUNNABLE = [(c, e) for c, e in EXAMPLES if _why_not(c) is None]
+NOT_RUN = {c: _why_not(c) for c, _ in EXAMPLES if _why_not(c) is not None}
 
 
 def test_the_readme_has_runnable_examples():
-    assert len(EXAMPLES) >= 6
-    assert any("deploy examples/digits/digits.keras" in c for c, _ in EXAMPLES)
+    assert len(RUNNABLE) >= 6
+    assert any("deploy examples/digits/digits.keras" in c for c, _ in RUNNABLE)
+
+
+def test_only_real_board_commands_templates_and_the_test_command_are_not_run():
+    """What the README shows but this test cannot run is left out on purpose, for these reasons
+    only: a real board, a template with placeholders, the test command (it is this suite)."""
+    assert set(NOT_RUN.values()) <= {"needs a real board attached", "a template, not a command",
+                                     "the test command itself"}
+    assert sum(r == "the test command itself" for r in NOT_RUN.values()) == 1
+    assert all("qemu" not in c for c, r in NOT_RUN.items() if r == "needs a real board attached")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, expected", EXAMPLES, ids=[c[:60] for c, _ in EXAMPLES])
+@pytest.mark.parametrize("command, expected", RUNNABLE, ids=[c[:60] for c, _ in RUNNABLE])
 def test_readme_command_runs_and_prints_what_the_readme_shows(command, expected, tmp_path):
-    reason = _why_not(command)
-    if reason:
-        pytest.skip(reason)
     env = {k: v for k, v in os.environ.items() if k != "TINYDEPLOY_TFLM_LIB"}  # as on a clone
     # only a tflm firmware for an emulated board needs the library; other commands show what a
     # clone without one prints (check's estimates)
