@@ -5,14 +5,13 @@ module imports from it: import tinydeploy.cli, not this one.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from tinydeploy.cli import (_check_json_path, _validation_samples, _write_json, friendly_errors,
+from tinydeploy.cli import (_check_json_path, _emit_report_json, _validation_samples, friendly_errors,
                             status, tflm_lib_option)
 from tinydeploy.errors import InputError
 
@@ -121,12 +120,7 @@ def run_benchmark(project, port, data, limit=None, iterations=None, warmups=None
                                inference_s=timeout, progress=lambda what, done, total: bar.update(1))
     for line in report.lines():
         click.echo(line)
-    if json_path:
-        text = json.dumps(report.to_dict(), indent=2)
-        if str(json_path) == "-":
-            click.echo(text)
-        else:
-            _write_json(json_path, text)
+    _emit_report_json(json_path, report.to_dict())
     if not report.passed:
         first = report.mismatches[0] if report.mismatches else "?"
         raise ValidationFailed(

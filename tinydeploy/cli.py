@@ -216,18 +216,23 @@ def build(model, calib, calib_samples, io, board, runtime, eval_data, out_dir, f
         _fail(f"{result.check.verdict()}; nothing rendered (--force renders anyway)", 1)
 
 
-def _print_build(result) -> None:
-    from tinydeploy.report import memory_table
-
+def _print_model_and_board(result) -> None:
+    """The first lines of build's and export's reports: warnings, model, accuracy, board."""
     p, c = result.prepared, result.check
-    q = p.quantization
-    for w in [*q.warnings, *c.warnings]:
+    for w in [*p.quantization.warnings, *c.warnings]:
         status(f"warning: {w}")
     click.echo(f"model      {p.name}: {len(p.model_bytes):,} B int8 .tflite, "
                f"{len(p.analysis.ops)} ops, {p.analysis.total_macs:,} MACs")
     if p.accuracy is not None:
         click.echo("accuracy   " + p.accuracy.summary())
     click.echo(f"board      {c.board.name} ({c.board.id}), runtime {c.runtime}")
+
+
+def _print_build(result) -> None:
+    from tinydeploy.report import memory_table
+
+    c = result.check
+    _print_model_and_board(result)
     click.echo(memory_table(c))
     click.echo(f"verdict    {c.verdict()}")
     if result.out_dir:
@@ -479,6 +484,16 @@ def _write_json(json_path, text: str) -> None:
                          "choose another --json path") from None
 
 
+def _emit_report_json(json_path, data: dict) -> None:
+    """--json FILE: the report to FILE, or to stdout for '-'; nothing without the option."""
+    if json_path:
+        text = json.dumps(data, indent=2)
+        if str(json_path) == "-":
+            click.echo(text)
+        else:
+            _write_json(json_path, text)
+
+
 def _run_validation(project, port, data, limit, tolerance, json_path, timeout=None,
                     profile=False) -> None:
     from tinydeploy.device import link_options, running
@@ -509,12 +524,7 @@ def _run_validation(project, port, data, limit, tolerance, json_path, timeout=No
 
         written = add_profile(project.path, report)
         click.echo(f"wrote           {', '.join(str(project.path / name) for name in written)}")
-    if json_path:
-        text = json.dumps(report.to_dict(), indent=2)
-        if str(json_path) == "-":
-            click.echo(text)
-        else:
-            _write_json(json_path, text)
+    _emit_report_json(json_path, report.to_dict())
     if not report.passed:
         first = report.mismatches[0] if report.mismatches else "?"
         raise ValidationFailed(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from tinydeploy.cli import (_fail, _library, _prepare, emit_json, friendly_errors, model_options,
-                            status, tflm_lib_option)
+from tinydeploy.cli import (_fail, _library, _prepare, _print_model_and_board, emit_json, friendly_errors,
+                            model_options, status, tflm_lib_option)
 from tinydeploy.export import FORMATS
 
 
@@ -65,14 +65,8 @@ def export(model, calib, calib_samples, io, board, runtime, fmt, out, eval_data,
 
 
 def _print(result) -> None:
-    p, c = result.prepared, result.check
-    for w in [*p.quantization.warnings, *c.warnings]:
-        status(f"warning: {w}")
-    click.echo(f"model      {p.name}: {len(p.model_bytes):,} B int8 .tflite, "
-               f"{len(p.analysis.ops)} ops, {p.analysis.total_macs:,} MACs")
-    if p.accuracy is not None:
-        click.echo("accuracy   " + p.accuracy.summary())
-    click.echo(f"board      {c.board.name} ({c.board.id}), runtime {c.runtime}")
+    c = result.check
+    _print_model_and_board(result)
     click.echo(f"verdict    {c.verdict()}")
     if not result.written:
         return
