@@ -141,6 +141,16 @@ def _pyplot():
     return plt
 
 
+def _drawable(text: str) -> str:
+    """``text`` with what the chart's font cannot draw (control characters, symbols outside the
+    font, from a model's file name) shown as '?', instead of a missing-glyph warning and a box."""
+    from matplotlib import font_manager, ft2font
+
+    font = ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties()))
+    drawable = font.get_charmap()
+    return "".join(c if ord(c) in drawable and c.isprintable() else "?" for c in text)
+
+
 def _save(fig, path: Path) -> None:
     # no "Software" entry (matplotlib's version): the same chart is the same bytes everywhere
     fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
@@ -182,7 +192,7 @@ def memory_chart(c: "CheckResult", path: Path, title: str) -> Path:
     ax.set_xlabel("% of the board's memory")
     verdict = ("fits, arena in external RAM" if c.fits and c.external is not None else
                "fits" if c.fits else "does not fit")
-    ax.set_title(f"{title}: {verdict}", fontsize=10)
+    ax.set_title(_drawable(f"{title}: {verdict}"), fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=7, ncol=7, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -213,7 +223,7 @@ def profile_chart(profile: "Profile", path: Path, title: str) -> Path:
     ax.set_xlim(0.0, longest * 1.45)
     ax.set_ylim(-0.6, n - 0.4)
     ax.set_xlabel("time on the device (µs)")
-    ax.set_title(f"{title}\n{profile.total_us:,.0f} µs in {len(layers)} steps = "
+    ax.set_title(f"{_drawable(title)}\n{profile.total_us:,.0f} µs in {len(layers)} steps = "
                  f"{profile.coverage:.1%} of the whole inference", fontsize=10)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
