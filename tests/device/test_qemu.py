@@ -45,13 +45,18 @@ def test_end_to_end(qemu_board):
         with DeviceLink(dev.port, open_timeout=dev.open_timeout, timeout=2.0) as link:
             info = link.hello(expected_hash=STUB_HASH)
             assert (info.runtime, info.max_payload, info.init_status) == ("stub", 1024, 0)
+            # The handshake may need a resend: a frame sent while QEMU is still bringing the
+            # machine up can be lost before the firmware runs (on a loaded host, 4 boots in 30 with
+            # three busy loops beside; none when the host waits 0.3 s first). Once it has answered,
+            # a clean line needs none.
+            after_hello = link.resends
             timings = []
             for _ in range(10):
                 x = rng.integers(-128, 128, size=(1, 8), dtype=np.int8)
                 (y,), timing = link.run([x])
                 np.testing.assert_array_equal(y, stub_reference(x))
                 timings.append(timing)
-            assert link.resends == 0
+            assert link.resends == after_hello <= 1
         assert dev.exit_code is None  # still running until the runner stops it
     assert dev.exit_code is not None  # ... which it did
     us = [t.device_us for t in timings]
@@ -130,12 +135,13 @@ def test_busy_host_never_fails_a_validation(tmp_path):
             with DeviceLink(dev.port, open_timeout=dev.open_timeout, invoke_timeout=2.0,
                             bytes_per_s=link_bytes_per_s(board.serial.baud, emulated=True)) as link:
                 link.hello(expected_hash=STUB_HASH)
+                after_hello = link.resends  # the boot race of test_end_to_end, if any
                 for _ in range(10):
                     x = rng.integers(-128, 128, size=(1, 2048), dtype=np.int8)
                     (y,), _ = link.run([x])
                     np.testing.assert_array_equal(y, stub_reference(x))
                 assert not link.damage_reports, link.damage_reports
-                assert link.resends == 0
+                assert link.resends == after_hello
     finally:
         for proc in spinners:
             proc.kill()
