@@ -289,9 +289,9 @@ def _build(spec: dict) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def models(request) -> dict[str, bytes]:
+def models(model_cache) -> dict[str, bytes]:
     """case key -> .tflite bytes for every spec, converted once and cached across sessions."""
-    cache = Path(request.config.cache.mkdir("tinydeploy-fixedpoint-ops"))
+    cache = model_cache("fixedpoint_ops")
     out = {}
     for spec in SOFTMAX_SPECS + ELEMENTWISE_SPECS:
         key = _case_key(spec)
