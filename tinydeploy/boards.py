@@ -524,7 +524,8 @@ def _external_ram(problems: _Problems, data: dict, emulated: bool) -> ExternalRa
         kind=good["kind"], bytes=good["bytes"], address=good.get("address"),
         optional=good.get("optional", False), placement=good["placement"],
         attribute=good.get("attribute", ""), allocator=good.get("allocator", ""),
-        include=good.get("include", ""), setup=good.get("setup", ""), build_flags=tuple(good.get("build_flags", [])),
+        include=good.get("include", ""), setup=good.get("setup", ""),
+        build_flags=tuple(good.get("build_flags", [])),
         speed=good["speed"], source=good["source"],
     )
 

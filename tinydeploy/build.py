@@ -223,9 +223,11 @@ def _write_reports(result: BuildResult, stage: Path, protocol: str = "tinydeploy
                 "runtime": result.check.runtime, "model": "model.tflite",
                 "model_sha256": data["model"]["sha256"], "name": result.prepared.name}
     board = result.check.board
-    if board.origin != "bundled":  # the user's own board file travels with the project, so that
-        (stage / board_file_name(board)).write_bytes(Path(board.source).read_bytes())  # flash and
-        manifest["board_file"] = board_file_name(board)                   # validate find it there
+    if board.origin != "bundled":
+        # the user's own board file travels with the project: flash and validate find it there,
+        # even after the original is moved or edited
+        (stage / board_file_name(board)).write_bytes(Path(board.source).read_bytes())
+        manifest["board_file"] = board_file_name(board)
     if result.check.runtime == "tflm" and data["tflm_library"]:
         manifest["tflm_library"] = data["tflm_library"]  # found again by flash and validate
     if protocol != "tinydeploy":  # the default leaves the manifest as it always was
@@ -261,7 +263,8 @@ def read_manifest(project_dir: str | Path) -> dict:
     if not (folder / model).is_file():
         raise InputError(f"the project {project_dir} lacks its model file {model}", fix)
     board_file = manifest.get("board_file")
-    if board_file is not None and (not isinstance(board_file, str) or Path(board_file).name != board_file
+    if board_file is not None and (not isinstance(board_file, str) or not board_file
+                                   or Path(board_file).name != board_file
                                    or not (folder / board_file).is_file()):
         raise InputError(f"the project {project_dir} lacks the board file its manifest names "
                          f"({board_file!r})", fix)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from tinydeploy.cli import (_fail, _library, _prepare, _print_model_and_board, emit_json, friendly_errors,
-                            model_options, status, tflm_lib_option)
+from tinydeploy.cli import (_fail, _library, _prepare, _print_model_and_board, emit_json,
+                            friendly_errors, model_options, status, tflm_lib_option)
 from tinydeploy.export import FORMATS
 
 

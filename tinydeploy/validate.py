@@ -11,6 +11,7 @@ and their optimized kernels round differently; for the native runtime, TFLM's re
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,9 +172,7 @@ def make_profile(analysis: Analysis, timings, last, sample: int, clock: DeviceCl
         ops = [i for i in range(step.op, step.op + max(step.ops, 1)) if i < len(analysis.ops)]
         timed.update(ops)
         infos = [analysis.ops[i] for i in ops]
-        counts: dict[str, int] = {}
-        for info in infos:
-            counts[info.op] = counts.get(info.op, 0) + 1
+        counts = Counter(info.op for info in infos)  # in the order the ops run
         names = [f"{n}x{name}" if n > 1 else name for name, n in counts.items()] or [f"op {step.op}?"]
         shape = "x".join(map(str, infos[-1].output_shapes[0])) if infos and infos[-1].output_shapes else ""
         us = step.cycles * 1e6 / clock.tick_hz if counts_cycles else float(step.micros)
