@@ -268,14 +268,20 @@ def test_every_mistake_of_a_file_is_reported_one_line_each(tmp_path):
     )
 
 
-def test_external_ram_section_is_checked(tmp_path):
-    text = GOOD.read_text().replace('id = "nano33ble"', 'id = "ext"') + (
-        '\n[external_ram]\nkind = "hyperram"\nbytes = -1\nplacement = "heap"\nspeed = ""\n')
+def external_ram_problems(tmp_path, section: str) -> tuple[str, ...]:
+    """The mistakes load_board_file finds in the Nano 33 BLE's profile with ``section`` added."""
     path = tmp_path / "ext.toml"
-    path.write_text(text)
+    path.write_text(GOOD.read_text().replace('id = "nano33ble"', 'id = "ext"')
+                    + "\n[external_ram]\n" + section)
     with pytest.raises(BoardFileError) as err:
         load_board_file(path)
-    assert err.value.problems == (
+    return err.value.problems
+
+
+def test_external_ram_section_is_checked(tmp_path):
+    problems = external_ram_problems(
+        tmp_path, 'kind = "hyperram"\nbytes = -1\nplacement = "heap"\nspeed = ""\n')
+    assert problems == (
         "[external_ram] missing field 'source' (a string)",
         "[external_ram] field 'kind' is 'hyperram' but must be one of psram, sdram (did you mean 'psram'?)",
         "[external_ram] field 'bytes' must be positive, got -1",
@@ -285,14 +291,10 @@ def test_external_ram_section_is_checked(tmp_path):
 
 
 def test_external_ram_setup_needs_an_allocator(tmp_path):
-    text = GOOD.read_text().replace('id = "nano33ble"', 'id = "ext"') + (
-        '\n[external_ram]\nkind = "psram"\nbytes = 8\nplacement = "static"\nattribute = "EXTMEM"\n'
-        'setup = "psram_begin()"\nspeed = "slow"\nsource = "the board\'s manual"\n')
-    path = tmp_path / "ext.toml"
-    path.write_text(text)
-    with pytest.raises(BoardFileError) as err:
-        load_board_file(path)
-    assert err.value.problems == (
+    problems = external_ram_problems(
+        tmp_path, 'kind = "psram"\nbytes = 8\nplacement = "static"\nattribute = "EXTMEM"\n'
+                  'setup = "psram_begin()"\nspeed = "slow"\nsource = "the board\'s manual"\n')
+    assert problems == (
         "[external_ram] 'setup' runs before the allocator: it needs placement = \"heap\"",)
 
 

@@ -1,8 +1,8 @@
 """Per-layer profiles: OP_TIMINGS on the device, and ``validate --profile`` on the emulated board.
 
-- The protocol: ``td_link.c`` + ``td_profile.c`` built for this host with TD_PROFILE and a small
-  runtime that marks a known sequence of steps; the host reads them back in chunks, refuses bad
-  answers and says clearly when a firmware was built without profiling.
+- The protocol: ``td_link.c`` + ``td_profile.c`` built for this host with TD_PROFILE and the stub
+  runtime marking a known sequence of steps (TD_STUB_PROFILE_STEPS); the host reads them back in
+  chunks, refuses bad answers and says clearly when a firmware was built without profiling.
 - The figures: ``make_profile`` on made-up timings (streams, removed ops, cycles or microseconds).
 - End to end on qemu-m4: the MLPerf image classifier and the digits model, native and TFLM (TFLM
   skips without the pinned library: ``--tflm-lib`` / ``TINYDEPLOY_TFLM_LIB``). The layers' times
@@ -26,13 +26,12 @@ from click.testing import CliRunner
 from tinydeploy.cli import cli
 from tinydeploy.errors import DeviceError
 from tinydeploy.link import DeviceLink, OpTimings, Request, StepTiming, Timing
-from tinydeploy.resources import firmware_dir
 from tinydeploy.validate import DeviceClock, make_profile
 
 from paths import EXAMPLES, MLPERF
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "device"))
-from devicekit import HostDevice  # noqa: E402
+from devicekit import HostDevice, build_host_device  # noqa: E402
 
 needs_qemu = pytest.mark.skipif(
     not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-g++")),
@@ -40,58 +39,10 @@ needs_qemu = pytest.mark.skipif(
 
 # --------------------------------------------------------------------------- the protocol
 
-#: A runtime whose invoke runs STEPS steps: step k starts at op 3k and runs 1 + k % 3 ops.
-PROFILED_RUNTIME = r"""
-#include "td_runtime.h"
-#ifdef TD_PROFILE  /* as the real runtimes do: no marks in a default build */
-#include "td_profile.h"
-#else
-#define td_profile_begin() ((void)0)
-#define td_profile_step(op, ops) ((void)0)
-#endif
-
-static int8_t input[8];
-static int8_t output[4];
-int td_model_init(void) { return 0; }
-int td_model_invoke(void)
-{
-    td_profile_begin();
-    for (int k = 0; k < STEPS; k++) {
-        volatile int spin = 0;
-        for (int i = 0; i < 1000; i++) spin += i;
-        td_profile_step((uint16_t)(3 * k), (uint8_t)(1 + k % 3));
-    }
-    for (int j = 0; j < 4; j++) output[j] = input[2 * j];
-    return 0;
-}
-int td_model_num_inputs(void) { return 1; }
-int td_model_num_outputs(void) { return 1; }
-int8_t *td_model_input(int i) { return i == 0 ? input : 0; }
-size_t td_model_input_size(int i) { return i == 0 ? sizeof input : 0; }
-const int8_t *td_model_output(int i) { return i == 0 ? output : 0; }
-size_t td_model_output_size(int i) { return i == 0 ? sizeof output : 0; }
-size_t td_model_arena_used(void) { return 12; }
-const char *td_model_runtime_name(void) { return "profiled"; }
-static const td_tensor_spec_t in_spec[1] = {{TD_INT8, 2, {1, 8, 0, 0, 0, 0}, 0.5f, 0}};
-static const td_tensor_spec_t out_spec[1] = {{TD_INT8, 2, {1, 4, 0, 0, 0, 0}, 0.5f, 0}};
-const td_model_info_t td_model_info = {{0}, 1, 1, in_spec, out_spec, 25000000u};
-"""
-
-
 def build_profiled_device(out: Path, steps: int, *defines: str) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    fw = firmware_dir()
-    runtime = out.parent / "profiled_runtime.c"
-    runtime.write_text(PROFILED_RUNTIME)
-    cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
-           "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-DSTEPS={steps}",
-           *(f"-D{d}" for d in defines), f"-I{fw}", f"-I{fw / 'protocol'}",
-           str(fw / "protocol" / "td_link.c"), str(fw / "protocol" / "td_profile.c"),
-           str(fw / "hal" / "td_hal_host.c"), str(fw / "hal" / "td_host_main.c"), str(runtime),
-           "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return out
+    """The host device whose stub runtime marks ``steps`` steps an invoke: step k starts at op 3k
+    and runs 1 + k % 3 ops (tests/device/stub_model.c, TD_STUB_PROFILE_STEPS)."""
+    return build_host_device(out, defines=(f"TD_STUB_PROFILE_STEPS={steps}", *defines))
 
 
 @pytest.fixture

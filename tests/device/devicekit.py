@@ -35,6 +35,7 @@ HOST_DEVICE_SOURCES = [
     "protocol/td_link.c",
     "hal/td_hal_host.c",
     "hal/td_host_main.c",
+    "protocol/td_profile.c",  # compiled to nothing unless TD_PROFILE
 ]
 #: A host HAL whose clock steps back at millisecond wraps like the emulated boards' SysTick clock.
 GLITCHY_CLOCK_HAL = HERE / "glitchy_clock_hal.c"

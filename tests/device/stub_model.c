@@ -11,8 +11,18 @@
  * for model weights in the memory-limit tests.
  * TD_STUB_INIT_STATUS = N makes td_model_init() return N (a runtime that failed to initialise, e.g.
  * -4 for TFLM's AllocateTensors), and TD_STUB_RUNTIME names the runtime (default "stub").
+ * TD_STUB_PROFILE_STEPS = N makes invoke run N steps as a runtime marks them for OP_TIMINGS: step k
+ * starts at op 3k and runs 1 + k % 3 ops (the marks are compiled in only with TD_PROFILE, as in the
+ * real runtimes).
  */
 #include "td_runtime.h"
+
+#ifdef TD_PROFILE
+#include "td_profile.h"
+#else
+#define td_profile_begin() ((void)0)
+#define td_profile_step(op, ops) ((void)0)
+#endif
 
 #ifndef TD_STUB_INPUT_BYTES
 #define TD_STUB_INPUT_BYTES 8
@@ -56,6 +66,15 @@ int td_model_invoke(void)
 #if defined(TD_STUB_SPIN) && defined(__arm__)
     uint32_t n = TD_STUB_SPIN;
     __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
+#endif
+#ifdef TD_STUB_PROFILE_STEPS
+    td_profile_begin();
+    for (int k = 0; k < TD_STUB_PROFILE_STEPS; k++) {
+        volatile int spin = 0;
+        for (int i = 0; i < 1000; i++)
+            spin += i;
+        td_profile_step((uint16_t)(3 * k), (uint8_t)(1 + k % 3));
+    }
 #endif
     for (int j = 0; j < TD_STUB_OUTPUT_BYTES; j++) {
         int v = input[2 * j] + input[2 * j + 1] - 3 * j + TABLE_TERM(input[j]);
